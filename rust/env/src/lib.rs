@@ -1,0 +1,16 @@
+//! Packet-routing environments over the meshrl digital twin.
+//!
+//! An episode routes one packet from a sampled source to a sampled destination; each step the
+//! agent picks the next hop among the current node's neighbour-table slots (see [`obs`] for the
+//! observation layout and [`RewardConfig`] for the reward). [`VecEnv`] steps B environments at
+//! once into contiguous buffers, in parallel with rayon, with Gymnasium's autoreset semantics.
+
+mod config;
+mod error;
+pub mod obs;
+mod vec_env;
+
+pub use config::{AutoresetMode, EnvConfig, InvalidAction, RewardConfig, RoutingConfig};
+pub use error::EnvError;
+pub use meshrl_twin as twin;
+pub use vec_env::{Outcome, StepBuffers, StepInfo, VecEnv};

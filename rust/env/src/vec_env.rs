@@ -1,0 +1,516 @@
+//! `VecEnv`: B routing environments stepped together into struct-of-arrays buffers.
+
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+
+use meshrl_twin::{LossCause, Twin, UNREACHABLE};
+
+use crate::config::{AutoresetMode, EnvConfig, InvalidAction};
+use crate::obs::{obs_dim, write_observation};
+use crate::EnvError;
+
+/// How a step ended for one environment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Outcome {
+    /// The packet is still travelling (or the environment was just reset).
+    #[default]
+    InFlight = 0,
+    /// The packet reached its destination (terminated).
+    Delivered = 1,
+    /// The packet was lost; see `loss_cause` (terminated).
+    Lost = 2,
+    /// The packet used up its TTL (truncated).
+    TtlExpired = 3,
+}
+
+/// What a user needs to evaluate routing, per environment and step.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepInfo {
+    pub outcome: Outcome,
+    /// `LossCause as u8` when `outcome == Lost`, else 0.
+    pub loss_cause: u8,
+    /// The environment started a new episode in this step (its action was ignored under
+    /// NEXT_STEP autoreset, or it reset after finishing under SAME_STEP).
+    pub reset: bool,
+    pub source: u32,
+    pub destination: u32,
+    /// Node holding the packet now (the node it was lost at, if lost).
+    pub node: u32,
+    /// Hops taken so far in the episode.
+    pub path_length: u32,
+    /// Hop distance from source to destination when the episode began.
+    pub shortest_hops: u32,
+    /// End-to-end latency accumulated so far, ms.
+    pub latency_ms: f32,
+    /// Sum of rewards in the episode so far.
+    pub episode_return: f32,
+}
+
+/// The state of one environment: one packet on its way.
+#[derive(Clone, Debug)]
+struct Packet {
+    rng: Xoshiro256PlusPlus,
+    source: u32,
+    dest: u32,
+    node: u32,
+    hops: u32,
+    shortest_hops: u32,
+    latency_ms: f32,
+    relay_trust_sum: f32,
+    episode_return: f32,
+    /// Finished under NEXT_STEP: the next step resets instead of acting.
+    needs_reset: bool,
+    /// Finished in the current step (set in the action pass, consumed after the tick).
+    done: bool,
+}
+
+/// Contiguous output buffers, one row per environment.
+#[derive(Clone, Debug, Default)]
+pub struct StepBuffers {
+    /// `[B, obs_dim]` observations.
+    pub obs: Vec<f32>,
+    /// `[B, max_neighbors]` valid-action mask (1 = a neighbour sits in the slot).
+    pub mask: Vec<i8>,
+    /// `[B]` rewards of the last step.
+    pub reward: Vec<f32>,
+    pub terminated: Vec<bool>,
+    pub truncated: Vec<bool>,
+    pub info: Vec<StepInfo>,
+    /// `[B, obs_dim]` final observations of episodes that ended this step (SAME_STEP only;
+    /// rows of other environments are stale).
+    pub final_obs: Vec<f32>,
+    /// `[B, max_neighbors]` masks of `final_obs` (SAME_STEP only).
+    pub final_mask: Vec<i8>,
+    /// Info of the step that ended an episode (SAME_STEP only).
+    pub final_info: Vec<StepInfo>,
+}
+
+/// One twin and its share of every buffer, handed to a worker thread.
+struct GroupView<'a> {
+    twin: &'a mut Twin,
+    packets: &'a mut [Packet],
+    obs: &'a mut [f32],
+    mask: &'a mut [i8],
+    reward: &'a mut [f32],
+    terminated: &'a mut [bool],
+    truncated: &'a mut [bool],
+    info: &'a mut [StepInfo],
+    final_obs: &'a mut [f32],
+    final_mask: &'a mut [i8],
+    final_info: &'a mut [StepInfo],
+}
+
+/// B routing environments stepped together. Sub-environment `i` is seeded `seed + i`; groups of
+/// `env.envs_per_twin` share a twin (seeded from their first member) and step in parallel
+/// with rayon. The result is the same for any number of threads.
+#[derive(Debug)]
+pub struct VecEnv {
+    cfg: EnvConfig,
+    num_envs: usize,
+    k: usize,
+    obs_dim: usize,
+    twins: Vec<Twin>,
+    packets: Vec<Packet>,
+    buffers: StepBuffers,
+    ready: bool,
+}
+
+impl VecEnv {
+    /// Builds `num_envs` environments (1 ..= 10,000,000) from a validated config. Call `reset`
+    /// before `step`.
+    pub fn new(cfg: EnvConfig, num_envs: usize) -> Result<VecEnv, EnvError> {
+        cfg.validate()?;
+        if !(1..=10_000_000).contains(&num_envs) {
+            return Err(EnvError::invalid(
+                "num_envs",
+                format!("must be in 1..=10000000, got {num_envs}"),
+            ));
+        }
+        let k = cfg.topology.max_neighbors;
+        let d = obs_dim(k);
+        let same_step = cfg.env.autoreset_mode == AutoresetMode::SameStep;
+        let finals = if same_step { num_envs } else { 0 };
+        let buffers = StepBuffers {
+            obs: vec![0.0; num_envs * d],
+            mask: vec![0; num_envs * k],
+            reward: vec![0.0; num_envs],
+            terminated: vec![false; num_envs],
+            truncated: vec![false; num_envs],
+            info: vec![StepInfo::default(); num_envs],
+            final_obs: vec![0.0; finals * d],
+            final_mask: vec![0; finals * k],
+            final_info: vec![StepInfo::default(); finals],
+        };
+        let mut env = VecEnv {
+            num_envs,
+            k,
+            obs_dim: d,
+            twins: Vec::new(),
+            packets: Vec::new(),
+            buffers,
+            ready: false,
+            cfg,
+        };
+        // Build the twins now so a bad topology fails here, not at reset.
+        let seed = env.cfg.seed;
+        env.build(seed)?;
+        Ok(env)
+    }
+
+    pub fn num_envs(&self) -> usize {
+        self.num_envs
+    }
+
+    /// Neighbour-table slots, the size of the action space.
+    pub fn max_neighbors(&self) -> usize {
+        self.k
+    }
+
+    pub fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    pub fn config(&self) -> &EnvConfig {
+        &self.cfg
+    }
+
+    /// The output buffers of the last `reset` or `step`.
+    pub fn buffers(&self) -> &StepBuffers {
+        &self.buffers
+    }
+
+    /// The twins, in order; environment `i` lives on twin `i / envs_per_twin`.
+    pub fn twins(&self) -> &[Twin] {
+        &self.twins
+    }
+
+    /// Twin of environment `i`.
+    pub fn twin_of(&self, i: usize) -> &Twin {
+        &self.twins[i / self.cfg.env.envs_per_twin]
+    }
+
+    fn build(&mut self, seed: u64) -> Result<(), EnvError> {
+        let per = self.cfg.env.envs_per_twin;
+        let twin_cfg = self.cfg.twin_config();
+        let groups = self.num_envs.div_ceil(per);
+        self.twins = (0..groups)
+            .into_par_iter()
+            .map(|g| Twin::new(&twin_cfg, seed.wrapping_add((g * per) as u64)))
+            .collect::<Result<_, _>>()?;
+        self.packets = (0..self.num_envs)
+            .map(|i| Packet {
+                rng: Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_add(i as u64)),
+                source: 0,
+                dest: 0,
+                node: 0,
+                hops: 0,
+                shortest_hops: 0,
+                latency_ms: 0.0,
+                relay_trust_sum: 0.0,
+                episode_return: 0.0,
+                needs_reset: false,
+                done: false,
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Starts a new episode in every environment. With a seed, twins and RNGs are rebuilt from
+    /// it (environment `i` gets `seed + i`), so the same seed replays the same run; without
+    /// one, the twins keep evolving and each environment continues its random stream.
+    pub fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
+        if let Some(s) = seed {
+            self.build(s)?;
+        }
+        let cfg = &self.cfg;
+        let groups = split_groups(cfg, &mut self.twins, &mut self.packets, &mut self.buffers);
+        groups.into_par_iter().for_each(|g| {
+            for j in 0..g.packets.len() {
+                start_episode(cfg, g.twin, &mut g.packets[j]);
+                let (o, m) = rows(g.obs, g.mask, j, g.twin.max_neighbors());
+                observe(g.twin, &g.packets[j], o, m);
+                g.reward[j] = 0.0;
+                g.terminated[j] = false;
+                g.truncated[j] = false;
+                g.info[j] = info_of(&g.packets[j], Outcome::InFlight, 0, true);
+            }
+        });
+        self.ready = true;
+        Ok(())
+    }
+
+    /// Steps every environment with `actions[i]`, a neighbour-slot index in
+    /// `0..max_neighbors`. Out-of-range actions are an error; masked ones lose the packet
+    /// (or are an error under `invalid_action = "error"`). On error nothing is stepped.
+    pub fn step(&mut self, actions: &[i64]) -> Result<(), EnvError> {
+        if !self.ready {
+            return Err(EnvError::NotReset);
+        }
+        if actions.len() != self.num_envs {
+            return Err(EnvError::ActionCount {
+                expected: self.num_envs,
+                got: actions.len(),
+            });
+        }
+        let k = self.k;
+        for (i, &a) in actions.iter().enumerate() {
+            if a < 0 || a >= k as i64 {
+                return Err(EnvError::ActionOutOfRange {
+                    env: i,
+                    action: a,
+                    max_neighbors: k,
+                });
+            }
+        }
+        if self.cfg.env.invalid_action == InvalidAction::Error {
+            for (i, &a) in actions.iter().enumerate() {
+                if !self.packets[i].needs_reset && self.buffers.mask[i * k + a as usize] == 0 {
+                    return Err(EnvError::MaskedAction { env: i, action: a });
+                }
+            }
+        }
+        let per = self.cfg.env.envs_per_twin;
+        let cfg = &self.cfg;
+        let groups = split_groups(cfg, &mut self.twins, &mut self.packets, &mut self.buffers);
+        groups
+            .into_par_iter()
+            .zip(actions.par_chunks(per))
+            .for_each(|(g, acts)| step_group(cfg, g, acts));
+        Ok(())
+    }
+}
+
+/// Cuts the twins, packets and every buffer into per-twin views for the worker threads.
+fn split_groups<'a>(
+    cfg: &EnvConfig,
+    twins: &'a mut [Twin],
+    packets: &'a mut [Packet],
+    b: &'a mut StepBuffers,
+) -> Vec<GroupView<'a>> {
+    let per = cfg.env.envs_per_twin;
+    let k = cfg.topology.max_neighbors;
+    let d = obs_dim(k);
+    let same_step = !b.final_info.is_empty();
+    let finals_per = if same_step { per } else { 0 };
+    let mut final_obs = b.final_obs.chunks_mut((finals_per * d).max(1));
+    let mut final_mask = b.final_mask.chunks_mut((finals_per * k).max(1));
+    let mut final_info = b.final_info.chunks_mut(finals_per.max(1));
+    twins
+        .iter_mut()
+        .zip(packets.chunks_mut(per))
+        .zip(b.obs.chunks_mut(per * d))
+        .zip(b.mask.chunks_mut(per * k))
+        .zip(b.reward.chunks_mut(per))
+        .zip(b.terminated.chunks_mut(per))
+        .zip(b.truncated.chunks_mut(per))
+        .zip(b.info.chunks_mut(per))
+        .map(
+            |(((((((twin, packets), obs), mask), reward), terminated), truncated), info)| {
+                GroupView {
+                    twin,
+                    packets,
+                    obs,
+                    mask,
+                    reward,
+                    terminated,
+                    truncated,
+                    info,
+                    final_obs: final_obs.next().unwrap_or_default(),
+                    final_mask: final_mask.next().unwrap_or_default(),
+                    final_info: final_info.next().unwrap_or_default(),
+                }
+            },
+        )
+        .collect()
+}
+
+fn rows<'a>(
+    obs: &'a mut [f32],
+    mask: &'a mut [i8],
+    j: usize,
+    k: usize,
+) -> (&'a mut [f32], &'a mut [i8]) {
+    let d = obs_dim(k);
+    (&mut obs[j * d..(j + 1) * d], &mut mask[j * k..(j + 1) * k])
+}
+
+fn observe(twin: &mut Twin, p: &Packet, obs: &mut [f32], mask: &mut [i8]) {
+    twin.refresh_hop_distances(p.dest as usize);
+    write_observation(twin, p.node as usize, p.dest as usize, obs, mask);
+}
+
+fn info_of(p: &Packet, outcome: Outcome, loss_cause: u8, reset: bool) -> StepInfo {
+    StepInfo {
+        outcome,
+        loss_cause,
+        reset,
+        source: p.source,
+        destination: p.dest,
+        node: p.node,
+        path_length: p.hops,
+        shortest_hops: p.shortest_hops,
+        latency_ms: p.latency_ms,
+        episode_return: p.episode_return,
+    }
+}
+
+/// Samples a source with a neighbour and a destination at least `min_hops` away; after 64
+/// failed draws (a shattered mesh) takes any two distinct active nodes.
+fn start_episode(cfg: &EnvConfig, twin: &mut Twin, p: &mut Packet) {
+    let n = twin.num_nodes();
+    let min_hops = cfg.env.min_hops;
+    let pick_active = |twin: &Twin, rng: &mut Xoshiro256PlusPlus| loop {
+        let u = rng.random_range(0..n);
+        if twin.is_active(u) {
+            break u;
+        }
+    };
+    let mut chosen = None;
+    let mut fallback = (0, 1 % n);
+    for attempt in 0..64 {
+        let s = pick_active(twin, &mut p.rng);
+        let mut t = pick_active(twin, &mut p.rng);
+        while t == s {
+            t = pick_active(twin, &mut p.rng);
+        }
+        if attempt == 0 {
+            fallback = (s, t);
+        }
+        let h = twin.hop_distances(t)[s];
+        if h != UNREACHABLE && h >= min_hops {
+            chosen = Some((s, t, h));
+            break;
+        }
+    }
+    let (s, t, h) = chosen.unwrap_or((fallback.0, fallback.1, UNREACHABLE));
+    p.source = s as u32;
+    p.dest = t as u32;
+    p.node = s as u32;
+    p.hops = 0;
+    p.shortest_hops = if h == UNREACHABLE { 0 } else { h as u32 };
+    p.latency_ms = 0.0;
+    p.relay_trust_sum = 0.0;
+    p.episode_return = 0.0;
+    p.needs_reset = false;
+    p.done = false;
+}
+
+/// Steps one twin's environments: every action over the current state, one tick of the twin,
+/// then observations of the new state (and resets).
+fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
+    let k = g.twin.max_neighbors();
+    let d = obs_dim(k);
+    let rw = &cfg.reward;
+    let same_step = cfg.env.autoreset_mode == AutoresetMode::SameStep;
+
+    // 1. Actions over the state the agents observed.
+    for (j, p) in g.packets.iter_mut().enumerate() {
+        g.terminated[j] = false;
+        g.truncated[j] = false;
+        g.reward[j] = 0.0;
+        if p.needs_reset {
+            continue;
+        }
+        let (u, slot) = (p.node as usize, actions[j] as usize);
+        let link = g.twin.link_metrics(u)[slot];
+        let hop = g.twin.transmit(u, slot, p.dest as usize);
+        p.hops += 1;
+        p.latency_ms += hop.latency_ms;
+        let (outcome, cause) = match hop.lost {
+            Some(cause) => {
+                g.reward[j] = rw.lost;
+                g.terminated[j] = true;
+                (Outcome::Lost, cause as u8)
+            }
+            None if hop.next == p.dest => {
+                p.node = hop.next;
+                let hop_bonus = if p.shortest_hops > 0 {
+                    rw.hop_bonus_max * p.shortest_hops as f32 / p.hops as f32
+                } else {
+                    0.0
+                };
+                let latency_bonus =
+                    rw.latency_bonus_max * (1.0 - p.latency_ms / rw.latency_budget_ms).max(0.0);
+                let relays = p.hops - 1;
+                let trust_bonus = if relays == 0 {
+                    rw.trust_bonus_max
+                } else {
+                    rw.trust_bonus_max * p.relay_trust_sum / relays as f32
+                };
+                g.reward[j] = rw.delivered + hop_bonus + latency_bonus + trust_bonus;
+                g.terminated[j] = true;
+                (Outcome::Delivered, 0)
+            }
+            None => {
+                p.node = hop.next;
+                let trust = g.twin.trust(hop.next as usize);
+                p.relay_trust_sum += trust;
+                g.reward[j] = -rw.latency_weight * hop.latency_ms / 100.0
+                    - rw.loss_weight * link.packet_loss
+                    + rw.trust_weight * trust;
+                if p.hops >= cfg.env.ttl {
+                    g.truncated[j] = true;
+                    (Outcome::TtlExpired, 0)
+                } else {
+                    (Outcome::InFlight, 0)
+                }
+            }
+        };
+        p.episode_return += g.reward[j];
+        p.done = outcome != Outcome::InFlight;
+        g.info[j] = info_of(p, outcome, cause, false);
+    }
+
+    // 2. The mesh moves on.
+    g.twin.tick();
+
+    // 3. Observations of the new state; losses the tick caused; resets.
+    for (j, p) in g.packets.iter_mut().enumerate() {
+        let (obs, mask) = rows(g.obs, g.mask, j, k);
+        if p.needs_reset {
+            start_episode(cfg, g.twin, p);
+            observe(g.twin, p, obs, mask);
+            g.info[j] = info_of(p, Outcome::InFlight, 0, true);
+            continue;
+        }
+        if !p.done {
+            let u = p.node as usize;
+            let cause = if !g.twin.is_active(u) {
+                Some(LossCause::NodeDown)
+            } else if g
+                .twin
+                .neighbors(u)
+                .iter()
+                .all(|&v| v == meshrl_twin::NO_NEIGHBOR)
+            {
+                Some(LossCause::NoRoute)
+            } else {
+                None
+            };
+            if let Some(cause) = cause {
+                p.episode_return += rw.lost - g.reward[j];
+                g.reward[j] = rw.lost;
+                g.terminated[j] = true;
+                g.truncated[j] = false;
+                p.done = true;
+                g.info[j] = info_of(p, Outcome::Lost, cause as u8, false);
+            }
+        }
+        observe(g.twin, p, obs, mask);
+        if p.done {
+            if same_step {
+                g.final_obs[j * d..(j + 1) * d].copy_from_slice(obs);
+                g.final_mask[j * k..(j + 1) * k].copy_from_slice(mask);
+                g.final_info[j] = g.info[j];
+                start_episode(cfg, g.twin, p);
+                observe(g.twin, p, obs, mask);
+                g.info[j] = info_of(p, Outcome::InFlight, 0, true);
+            } else {
+                p.needs_reset = true;
+            }
+            p.done = false;
+        }
+    }
+}

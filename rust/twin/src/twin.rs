@@ -1,0 +1,664 @@
+//! The twin: a mesh's state as it evolves tick by tick, and packet forwarding over it.
+
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::radio;
+use crate::topology::{self, splitmix64, Layout, LinkSpec};
+use crate::{TopologyKind, TwinConfig, TwinError};
+
+/// Marks an empty neighbour-table slot.
+pub const NO_NEIGHBOR: u32 = u32::MAX;
+/// Hop distance of a node that cannot reach the destination.
+pub const UNREACHABLE: u16 = u16::MAX;
+
+/// Why a packet was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum LossCause {
+    /// Every MAC attempt over the link failed.
+    LinkLoss = 1,
+    /// An untrusted relay dropped it.
+    UntrustedDrop = 2,
+    /// The next hop's queue was full.
+    Congestion = 3,
+    /// The node holding it left the mesh.
+    NodeDown = 4,
+    /// The node holding it has no neighbour to forward to.
+    NoRoute = 5,
+    /// The agent chose an empty (masked) neighbour slot.
+    InvalidAction = 6,
+}
+
+impl LossCause {
+    pub const ALL: [LossCause; 6] = [
+        LossCause::LinkLoss,
+        LossCause::UntrustedDrop,
+        LossCause::Congestion,
+        LossCause::NodeDown,
+        LossCause::NoRoute,
+        LossCause::InvalidAction,
+    ];
+
+    /// The cause's name in reports and Python (`link_loss`, `untrusted_drop`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            LossCause::LinkLoss => "link_loss",
+            LossCause::UntrustedDrop => "untrusted_drop",
+            LossCause::Congestion => "congestion",
+            LossCause::NodeDown => "node_down",
+            LossCause::NoRoute => "no_route",
+            LossCause::InvalidAction => "invalid_action",
+        }
+    }
+}
+
+/// What a node can measure about the link in one of its neighbour-table slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LinkMetrics {
+    /// Received signal strength, dBm (-100..0).
+    pub rssi_dbm: f32,
+    /// Expected one-way delay of a packet sent now: propagation + transmissions (ETX × airtime)
+    /// + queueing at the neighbour, ms.
+    pub latency_ms: f32,
+    /// Probability one frame is lost (0..1).
+    pub packet_loss: f32,
+    /// PHY rate left over by the sender's own queue, Mbps.
+    pub bandwidth_mbps: f32,
+}
+
+/// The result of forwarding a packet over one hop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hop {
+    /// The neighbour the packet was sent to.
+    pub next: u32,
+    /// Delay the packet accumulated on this hop, ms.
+    pub latency_ms: f32,
+    /// `Some` if the packet did not survive the hop.
+    pub lost: Option<LossCause>,
+}
+
+#[derive(Clone, Debug)]
+struct Link {
+    spec: LinkSpec,
+    degraded: bool,
+    /// Current (possibly degraded) RSSI, dBm, and what follows from it.
+    rssi_dbm: f32,
+    loss: f32,
+    rate_mbps: f32,
+    /// Airtime of one attempt, ms.
+    airtime_ms: f32,
+    propagation_ms: f32,
+}
+
+/// A mesh network in simulation. One RNG drives everything, so a seed fixes the run bit for bit.
+#[derive(Clone, Debug)]
+pub struct Twin {
+    cfg: TwinConfig,
+    seed: u64,
+    rng: Xoshiro256PlusPlus,
+    ticks: u64,
+    k: usize,
+    positions: Vec<[f64; 2]>,
+    waypoints: Vec<[f64; 2]>,
+    speeds_mps: Vec<f64>,
+    extent_m: f64,
+    links: Vec<Link>,
+    /// Every candidate link of each node: (neighbour, link index).
+    adjacency: Vec<Vec<(u32, u32)>>,
+    active: Vec<bool>,
+    untrusted: Vec<bool>,
+    queue: Vec<f32>,
+    trust_forwarded: Vec<f32>,
+    trust_dropped: Vec<f32>,
+    trust: Vec<f32>,
+    /// Neighbour tables, `k` slots per node, `NO_NEIGHBOR` where empty; sorted by node id.
+    table: Vec<u32>,
+    table_link: Vec<u32>,
+    metrics: Vec<LinkMetrics>,
+    /// Reverse of the tables (who lists `v`), for BFS towards a destination.
+    reverse_start: Vec<u32>,
+    reverse: Vec<u32>,
+    /// Bumped whenever the tables change; hop distances older than it are recomputed.
+    version: u64,
+    dist: Vec<u16>,
+    dist_version: Vec<u64>,
+    bfs_queue: Vec<u32>,
+    topology_dirty: bool,
+}
+
+impl Twin {
+    /// Builds and validates a twin. Generated topologies, shadowing and every later event
+    /// derive from `seed`.
+    pub fn new(cfg: &TwinConfig, seed: u64) -> Result<Twin, TwinError> {
+        cfg.validate()?;
+        if cfg.dynamics.mobility && cfg.topology.kind == TopologyKind::File {
+            return Err(TwinError::invalid(
+                "dynamics.mobility",
+                "mobility needs a generated topology (random_geometric or grid), not a file",
+            ));
+        }
+        let layout = topology::build_layout(&cfg.topology, &cfg.radio, seed)?;
+        Ok(Twin::from_layout(cfg, layout, seed))
+    }
+
+    /// Builds a twin over a given layout (hand-built topologies in tests and baselines).
+    pub fn from_layout(cfg: &TwinConfig, layout: Layout, seed: u64) -> Twin {
+        let n = layout.num_nodes();
+        let k = cfg.topology.max_neighbors;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix64(seed ^ 0x7477_696e));
+        let extent_m = layout
+            .positions
+            .iter()
+            .flat_map(|p| [p[0], p[1]])
+            .fold(cfg.topology.area_m.max(1.0), f64::max);
+
+        let mut untrusted = vec![false; n];
+        let bad = (cfg.trust.untrusted_fraction * n as f64).round() as usize;
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in 0..bad.min(n) {
+            let j = rng.random_range(i..n);
+            order.swap(i, j);
+            untrusted[order[i]] = true;
+        }
+
+        let speeds_mps = (0..n)
+            .map(|_| rng.random_range(cfg.dynamics.speed_min_mps..=cfg.dynamics.speed_max_mps))
+            .collect();
+        let waypoints = (0..n)
+            .map(|_| {
+                [
+                    rng.random::<f64>() * extent_m,
+                    rng.random::<f64>() * extent_m,
+                ]
+            })
+            .collect();
+
+        let mut twin = Twin {
+            cfg: cfg.clone(),
+            seed,
+            rng,
+            ticks: 0,
+            k,
+            positions: layout.positions,
+            waypoints,
+            speeds_mps,
+            extent_m,
+            links: Vec::new(),
+            adjacency: Vec::new(),
+            active: vec![true; n],
+            untrusted,
+            queue: vec![0.0; n],
+            trust_forwarded: vec![0.0; n],
+            trust_dropped: vec![0.0; n],
+            trust: vec![0.5; n],
+            table: vec![NO_NEIGHBOR; n * k],
+            table_link: vec![0; n * k],
+            metrics: vec![LinkMetrics::default(); n * k],
+            reverse_start: vec![0; n + 1],
+            reverse: Vec::new(),
+            version: 0,
+            dist: vec![UNREACHABLE; n * n],
+            dist_version: vec![u64::MAX; n],
+            bfs_queue: Vec::with_capacity(n),
+            topology_dirty: true,
+        };
+        twin.set_links(&layout.links);
+        for _ in 0..cfg.trust.warmup_observations {
+            for v in 0..n {
+                twin.observe_forwarding(v);
+            }
+        }
+        twin.rebuild_tables();
+        twin.refresh_metrics();
+        twin
+    }
+
+    /// Number of nodes (active or not).
+    pub fn num_nodes(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Slots in each node's neighbour table.
+    pub fn max_neighbors(&self) -> usize {
+        self.k
+    }
+
+    /// The config this twin was built from.
+    pub fn config(&self) -> &TwinConfig {
+        &self.cfg
+    }
+
+    /// Ticks elapsed since construction.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// Simulated time since construction, ms.
+    pub fn time_ms(&self) -> f64 {
+        self.ticks as f64 * self.cfg.traffic.tick_ms
+    }
+
+    /// Changes whenever any neighbour table changes.
+    pub fn topology_version(&self) -> u64 {
+        self.version
+    }
+
+    /// Node positions, metres.
+    pub fn positions(&self) -> &[[f64; 2]] {
+        &self.positions
+    }
+
+    /// Whether node `u` is part of the mesh now.
+    pub fn is_active(&self, u: usize) -> bool {
+        self.active[u]
+    }
+
+    /// Hidden truth: whether node `u` misbehaves. Agents must not see this; the oracle may.
+    pub fn is_untrusted(&self, u: usize) -> bool {
+        self.untrusted[u]
+    }
+
+    /// Trust score of node `u` that its neighbours estimate from its forwarding record (0..1).
+    pub fn trust(&self, u: usize) -> f32 {
+        self.trust[u]
+    }
+
+    /// Queue occupancy of node `u` (0..1).
+    pub fn queue(&self, u: usize) -> f32 {
+        self.queue[u]
+    }
+
+    /// Probability that an untrusted node drops a packet it should forward (0 for good nodes).
+    pub fn drop_probability(&self, u: usize) -> f64 {
+        if self.untrusted[u] {
+            self.cfg.trust.drop_probability
+        } else {
+            0.0
+        }
+    }
+
+    /// The `k` neighbour-table slots of node `u` (`NO_NEIGHBOR` where empty).
+    pub fn neighbors(&self, u: usize) -> &[u32] {
+        &self.table[u * self.k..(u + 1) * self.k]
+    }
+
+    /// Measured metrics of the links in node `u`'s table, slot by slot (zero where empty).
+    pub fn link_metrics(&self, u: usize) -> &[LinkMetrics] {
+        &self.metrics[u * self.k..(u + 1) * self.k]
+    }
+
+    /// Probability that a packet sent from `u` through `slot` is lost on the link itself after
+    /// all MAC attempts (hidden truth for the oracle; agents see `packet_loss` per attempt).
+    pub fn hop_loss_probability(&self, u: usize, slot: usize) -> f64 {
+        let i = u * self.k + slot;
+        if self.table[i] == NO_NEIGHBOR {
+            return 1.0;
+        }
+        let loss = self.links[self.table_link[i] as usize].loss as f64;
+        loss.powi(1 + self.cfg.radio.mac_retries as i32)
+    }
+
+    /// Hop counts from every node to `dest` over the current neighbour tables (BFS), as a
+    /// distance-vector protocol would advertise them; `UNREACHABLE` where no path exists.
+    /// Computed on first use after each topology change.
+    pub fn hop_distances(&mut self, dest: usize) -> &[u16] {
+        self.refresh_hop_distances(dest);
+        self.cached_hop_distances(dest)
+    }
+
+    /// Recomputes the hop distances to `dest` if the topology changed since they were last
+    /// computed; pair with [`Twin::cached_hop_distances`] to read them through `&self`.
+    pub fn refresh_hop_distances(&mut self, dest: usize) {
+        let n = self.num_nodes();
+        if self.dist_version[dest] == self.version {
+            return;
+        }
+        let dist = &mut self.dist[dest * n..(dest + 1) * n];
+        dist.fill(UNREACHABLE);
+        if self.active[dest] {
+            dist[dest] = 0;
+            self.bfs_queue.clear();
+            self.bfs_queue.push(dest as u32);
+            let mut head = 0;
+            while head < self.bfs_queue.len() {
+                let v = self.bfs_queue[head] as usize;
+                head += 1;
+                let next = dist[v] + 1;
+                let (s, e) = (
+                    self.reverse_start[v] as usize,
+                    self.reverse_start[v + 1] as usize,
+                );
+                for &u in &self.reverse[s..e] {
+                    if dist[u as usize] == UNREACHABLE {
+                        dist[u as usize] = next;
+                        self.bfs_queue.push(u);
+                    }
+                }
+            }
+        }
+        self.dist_version[dest] = self.version;
+    }
+
+    /// Hop distances to `dest` as last computed by [`Twin::refresh_hop_distances`].
+    pub fn cached_hop_distances(&self, dest: usize) -> &[u16] {
+        debug_assert_eq!(self.dist_version[dest], self.version, "stale hop distances");
+        let n = self.num_nodes();
+        &self.dist[dest * n..(dest + 1) * n]
+    }
+
+    /// Number of nodes that are part of the mesh now.
+    pub fn active_count(&self) -> usize {
+        self.active.iter().filter(|a| **a).count()
+    }
+
+    /// Sends a packet from `u` through neighbour-table `slot` towards `dest`: MAC attempts,
+    /// queueing and the relay's behaviour. The packet joins the neighbour's queue.
+    pub fn transmit(&mut self, u: usize, slot: usize, dest: usize) -> Hop {
+        let i = u * self.k + slot;
+        let v = self.table[i];
+        if slot >= self.k || v == NO_NEIGHBOR {
+            return Hop {
+                next: u as u32,
+                latency_ms: 0.0,
+                lost: Some(LossCause::InvalidAction),
+            };
+        }
+        let link = &self.links[self.table_link[i] as usize];
+        let (loss, airtime, prop) = (link.loss as f64, link.airtime_ms, link.propagation_ms);
+        let vi = v as usize;
+        let one_packet = 1.0 / self.cfg.traffic.queue_capacity_packets as f32;
+        let mut attempts = 0;
+        let mut delivered = false;
+        for _ in 0..=self.cfg.radio.mac_retries {
+            attempts += 1;
+            if self.rng.random::<f64>() >= loss {
+                delivered = true;
+                break;
+            }
+        }
+        let mut latency = prop + attempts as f32 * airtime;
+        if !delivered {
+            return Hop {
+                next: v,
+                latency_ms: latency,
+                lost: Some(LossCause::LinkLoss),
+            };
+        }
+        if vi != dest && self.queue[vi] + one_packet > 1.0 + 1e-6 {
+            return Hop {
+                next: v,
+                latency_ms: latency,
+                lost: Some(LossCause::Congestion),
+            };
+        }
+        latency += self.queue[vi] * self.full_queue_delay_ms();
+        if vi != dest {
+            self.queue[vi] = (self.queue[vi] + one_packet).min(1.0);
+            let dropped = self.observe_forwarding(vi);
+            if dropped {
+                return Hop {
+                    next: v,
+                    latency_ms: latency,
+                    lost: Some(LossCause::UntrustedDrop),
+                };
+            }
+            if self.untrusted[vi] && self.rng.random::<f64>() < self.cfg.trust.delay_probability {
+                latency += self.cfg.trust.delay_ms as f32;
+            }
+        }
+        Hop {
+            next: v,
+            latency_ms: latency,
+            lost: None,
+        }
+    }
+
+    /// Advances the mesh by one tick: churn, link degradation, mobility, queues, trust
+    /// observations, then neighbour tables and link metrics.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        let n = self.num_nodes();
+        let dynamics = self.cfg.dynamics.clone();
+        if dynamics.churn {
+            let mut active = self.active_count();
+            for u in 0..n {
+                let r = self.rng.random::<f64>();
+                if self.active[u] {
+                    if r < dynamics.leave_probability && active > 2 {
+                        self.active[u] = false;
+                        self.queue[u] = 0.0;
+                        active -= 1;
+                        self.topology_dirty = true;
+                    }
+                } else if r < dynamics.join_probability {
+                    self.active[u] = true;
+                    active += 1;
+                    self.topology_dirty = true;
+                }
+            }
+        }
+        if dynamics.link_degradation {
+            for l in 0..self.links.len() {
+                let p = if self.links[l].degraded {
+                    dynamics.recover_probability
+                } else {
+                    dynamics.degrade_probability
+                };
+                if self.rng.random::<f64>() < p {
+                    self.links[l].degraded = !self.links[l].degraded;
+                    self.update_link(l);
+                    self.topology_dirty = true;
+                }
+            }
+        }
+        if dynamics.mobility {
+            self.move_nodes();
+            if self.ticks % dynamics.mobility_update_ticks as u64 == 0 {
+                let specs = topology::links_in_range(
+                    &self.positions,
+                    self.cfg.topology.radio_range_m,
+                    &self.cfg.radio,
+                    self.seed,
+                );
+                self.set_links(&specs);
+                self.topology_dirty = true;
+            }
+        }
+
+        let traffic = &self.cfg.traffic;
+        let cap = traffic.queue_capacity_packets as f32;
+        let drain = traffic.service_packets_per_tick as f32 / cap;
+        let bg = traffic.background_packets_per_tick;
+        for u in 0..n {
+            let mut arrivals = bg.floor();
+            if self.rng.random::<f64>() < bg - arrivals {
+                arrivals += 1.0;
+            }
+            self.queue[u] = ((self.queue[u] - drain).max(0.0) + arrivals as f32 / cap).min(1.0);
+        }
+        let p_obs = self.cfg.trust.observations_per_tick;
+        for v in 0..n {
+            if self.rng.random::<f64>() < p_obs {
+                self.observe_forwarding(v);
+            }
+        }
+        if self.topology_dirty {
+            self.rebuild_tables();
+        }
+        self.refresh_metrics();
+    }
+
+    /// Time to drain a full queue, ms.
+    fn full_queue_delay_ms(&self) -> f32 {
+        let t = &self.cfg.traffic;
+        if t.service_packets_per_tick == 0.0 {
+            return (t.queue_capacity_packets * t.tick_ms) as f32;
+        }
+        (t.queue_capacity_packets / t.service_packets_per_tick * t.tick_ms) as f32
+    }
+
+    /// Node `v` makes one forwarding decision that its neighbours overhear; returns whether it
+    /// dropped the packet. Updates the Beta-reputation trust score `(f + 1) / (f + d + 2)`.
+    fn observe_forwarding(&mut self, v: usize) -> bool {
+        let dropped =
+            self.untrusted[v] && self.rng.random::<f64>() < self.cfg.trust.drop_probability;
+        let lambda = self.cfg.trust.forgetting as f32;
+        self.trust_forwarded[v] = self.trust_forwarded[v] * lambda + (!dropped) as u8 as f32;
+        self.trust_dropped[v] = self.trust_dropped[v] * lambda + dropped as u8 as f32;
+        self.trust[v] = (self.trust_forwarded[v] + 1.0)
+            / (self.trust_forwarded[v] + self.trust_dropped[v] + 2.0);
+        dropped
+    }
+
+    fn move_nodes(&mut self) {
+        let dt_s = self.cfg.traffic.tick_ms / 1000.0;
+        let d = &self.cfg.dynamics;
+        for u in 0..self.num_nodes() {
+            let (p, w) = (self.positions[u], self.waypoints[u]);
+            let (dx, dy) = (w[0] - p[0], w[1] - p[1]);
+            let dist = (dx * dx + dy * dy).sqrt();
+            let step = self.speeds_mps[u] * dt_s;
+            if dist <= step {
+                self.positions[u] = w;
+                self.waypoints[u] = [
+                    self.rng.random::<f64>() * self.extent_m,
+                    self.rng.random::<f64>() * self.extent_m,
+                ];
+                self.speeds_mps[u] = self.rng.random_range(d.speed_min_mps..=d.speed_max_mps);
+            } else {
+                self.positions[u] = [p[0] + dx / dist * step, p[1] + dy / dist * step];
+            }
+        }
+    }
+
+    /// Replaces the candidate links, keeping the degradation state of links that persist.
+    fn set_links(&mut self, specs: &[LinkSpec]) {
+        let old = std::mem::take(&mut self.links);
+        let n = self.num_nodes();
+        self.links = specs
+            .iter()
+            .map(|&spec| {
+                let degraded = old
+                    .binary_search_by_key(&(spec.a, spec.b), |l| (l.spec.a, l.spec.b))
+                    .map(|i| old[i].degraded)
+                    .unwrap_or(false);
+                Link {
+                    spec,
+                    degraded,
+                    rssi_dbm: 0.0,
+                    loss: 0.0,
+                    rate_mbps: 0.0,
+                    airtime_ms: 0.0,
+                    propagation_ms: 0.0,
+                }
+            })
+            .collect();
+        self.links.sort_by_key(|l| (l.spec.a, l.spec.b));
+        self.adjacency = vec![Vec::new(); n];
+        for l in 0..self.links.len() {
+            self.update_link(l);
+            let LinkSpec { a, b, .. } = self.links[l].spec;
+            self.adjacency[a as usize].push((b, l as u32));
+            self.adjacency[b as usize].push((a, l as u32));
+        }
+    }
+
+    fn update_link(&mut self, l: usize) {
+        let radio = &self.cfg.radio;
+        let link = &mut self.links[l];
+        let penalty = if link.degraded {
+            self.cfg.dynamics.degraded_penalty_db
+        } else {
+            0.0
+        };
+        let rssi = (link.spec.rssi_dbm - penalty).max(radio::RSSI_MIN_DBM);
+        let rate = radio::phy_rate_mbps(rssi);
+        link.rssi_dbm = rssi as f32;
+        link.loss = radio::frame_loss(radio, rssi) as f32;
+        link.rate_mbps = rate as f32;
+        link.airtime_ms = radio::transmission_ms(radio, rate) as f32;
+        link.propagation_ms = radio::propagation_ms(link.spec.distance_m) as f32;
+    }
+
+    /// Rebuilds each node's table: its active neighbours, the `k` strongest by RSSI if it has
+    /// more, listed by node id so slots stay stable while the set does.
+    fn rebuild_tables(&mut self) {
+        let (n, k) = (self.num_nodes(), self.k);
+        let mut candidates: Vec<(u32, u32)> = Vec::new();
+        let mut in_degree = vec![0u32; n + 1];
+        for u in 0..n {
+            let slots = u * k..(u + 1) * k;
+            self.table[slots.clone()].fill(NO_NEIGHBOR);
+            if !self.active[u] {
+                continue;
+            }
+            candidates.clear();
+            candidates.extend(
+                self.adjacency[u]
+                    .iter()
+                    .filter(|(v, _)| self.active[*v as usize]),
+            );
+            if candidates.len() > k {
+                let links = &self.links;
+                candidates.sort_by(|x, y| {
+                    links[y.1 as usize]
+                        .rssi_dbm
+                        .total_cmp(&links[x.1 as usize].rssi_dbm)
+                        .then(x.0.cmp(&y.0))
+                });
+                candidates.truncate(k);
+            }
+            candidates.sort_unstable();
+            for (s, &(v, l)) in candidates.iter().enumerate() {
+                self.table[u * k + s] = v;
+                self.table_link[u * k + s] = l;
+                in_degree[v as usize] += 1;
+            }
+        }
+        // Reverse adjacency in CSR form: reverse[reverse_start[v]..reverse_start[v+1]] lists u.
+        let mut start = 0u32;
+        for v in 0..n {
+            let d = in_degree[v];
+            self.reverse_start[v] = start;
+            start += d;
+        }
+        self.reverse_start[n] = start;
+        self.reverse.resize(start as usize, 0);
+        let mut fill: Vec<u32> = self.reverse_start[..n].to_vec();
+        for u in 0..n {
+            for &v in &self.table[u * k..(u + 1) * k] {
+                if v != NO_NEIGHBOR {
+                    self.reverse[fill[v as usize] as usize] = u as u32;
+                    fill[v as usize] += 1;
+                }
+            }
+        }
+        self.version += 1;
+        self.topology_dirty = false;
+    }
+
+    fn refresh_metrics(&mut self) {
+        let k = self.k;
+        let full_delay = self.full_queue_delay_ms();
+        let radio = &self.cfg.radio;
+        for (i, m) in self.metrics.iter_mut().enumerate() {
+            let v = self.table[i];
+            if v == NO_NEIGHBOR {
+                *m = LinkMetrics::default();
+                continue;
+            }
+            let link = &self.links[self.table_link[i] as usize];
+            let u = i / k;
+            let etx = radio::expected_attempts(radio, link.loss as f64) as f32;
+            *m = LinkMetrics {
+                rssi_dbm: link.rssi_dbm,
+                latency_ms: link.propagation_ms
+                    + etx * link.airtime_ms
+                    + self.queue[v as usize] * full_delay,
+                packet_loss: link.loss,
+                bandwidth_mbps: link.rate_mbps * (1.0 - self.queue[u]),
+            };
+        }
+    }
+}

@@ -1,0 +1,347 @@
+use meshrl_twin::{
+    radio, Layout, LinkSpec, LossCause, RadioConfig, TopologyConfig, TopologyKind, Twin,
+    TwinConfig, NO_NEIGHBOR, UNREACHABLE,
+};
+use proptest::prelude::*;
+
+fn topologies_dir() -> std::path::PathBuf {
+    std::env::var_os("MESHRL_TOPOLOGIES")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/topologies")
+        })
+}
+
+fn cfg(n: usize) -> TwinConfig {
+    let mut c = TwinConfig::default();
+    c.topology.num_nodes = n;
+    c.topology.area_m = 60.0 * (n as f64).sqrt();
+    c
+}
+
+/// Every table entry is an active candidate neighbour, each at most once, in id order.
+fn check_tables(t: &Twin) {
+    for u in 0..t.num_nodes() {
+        let row = t.neighbors(u);
+        let real: Vec<u32> = row.iter().copied().filter(|&v| v != NO_NEIGHBOR).collect();
+        if !t.is_active(u) {
+            assert!(real.is_empty());
+        }
+        for w in real.windows(2) {
+            assert!(w[0] < w[1], "slots of node {u} not sorted/unique: {row:?}");
+        }
+        for (s, &v) in row.iter().enumerate() {
+            let m = t.link_metrics(u)[s];
+            if v == NO_NEIGHBOR {
+                assert_eq!(m, Default::default());
+            } else {
+                assert!(t.is_active(v as usize) && v as usize != u);
+                assert!((-100.0..=0.0).contains(&m.rssi_dbm));
+                assert!((0.0..=1.0).contains(&m.packet_loss));
+                assert!(m.latency_ms.is_finite() && m.latency_ms > 0.0);
+                assert!(m.bandwidth_mbps >= 0.0 && m.bandwidth_mbps <= 65.0);
+            }
+        }
+    }
+}
+
+/// Hop distances satisfy Bellman's equation over the tables.
+fn check_hops(t: &mut Twin, dest: usize) {
+    let d = t.hop_distances(dest).to_vec();
+    for u in 0..t.num_nodes() {
+        if u == dest {
+            assert_eq!(d[u], if t.is_active(dest) { 0 } else { UNREACHABLE });
+            continue;
+        }
+        let best = t
+            .neighbors(u)
+            .iter()
+            .filter(|&&v| v != NO_NEIGHBOR && d[v as usize] != UNREACHABLE)
+            .map(|&v| d[v as usize] + 1)
+            .min()
+            .unwrap_or(UNREACHABLE);
+        assert_eq!(d[u], best, "node {u} to {dest}");
+    }
+}
+
+#[test]
+fn same_seed_same_run_bit_for_bit() {
+    let mut c = cfg(40);
+    c.dynamics.churn = true;
+    c.dynamics.link_degradation = true;
+    c.dynamics.mobility = true;
+    c.trust.untrusted_fraction = 0.2;
+    c.traffic.background_packets_per_tick = 0.7;
+    let run = |seed| {
+        let mut t = Twin::new(&c, seed).unwrap();
+        let mut trace = Vec::new();
+        for step in 0..300 {
+            let u = step % t.num_nodes();
+            if let Some(s) = t.neighbors(u).iter().position(|&v| v != NO_NEIGHBOR) {
+                let hop = t.transmit(u, s, (u + 1) % t.num_nodes());
+                trace.push((
+                    hop.next,
+                    hop.latency_ms.to_bits(),
+                    hop.lost.map(|c| c as u8),
+                ));
+            }
+            t.tick();
+        }
+        let state: Vec<u32> = (0..t.num_nodes())
+            .flat_map(|u| {
+                t.link_metrics(u)
+                    .iter()
+                    .map(|m| m.latency_ms.to_bits())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        (trace, state, t.positions().to_vec())
+    };
+    assert_eq!(run(5), run(5));
+    assert_ne!(run(5).0, run(6).0);
+}
+
+#[test]
+fn dynamics_keep_tables_and_hops_consistent() {
+    let mut c = cfg(30);
+    c.dynamics.churn = true;
+    c.dynamics.leave_probability = 0.05;
+    c.dynamics.join_probability = 0.1;
+    c.dynamics.link_degradation = true;
+    c.dynamics.mobility = true;
+    c.dynamics.speed_max_mps = 30.0;
+    let mut t = Twin::new(&c, 1).unwrap();
+    let mut versions = std::collections::HashSet::new();
+    for tick in 0..200 {
+        t.tick();
+        versions.insert(t.topology_version());
+        if tick % 10 == 0 {
+            check_tables(&t);
+            for dest in [0, 7, 29] {
+                check_hops(&mut t, dest);
+            }
+        }
+    }
+    assert!(
+        versions.len() > 20,
+        "topology barely changed: {} versions",
+        versions.len()
+    );
+}
+
+#[test]
+fn neighbour_tables_are_capped_to_the_strongest() {
+    let mut c = TwinConfig::default();
+    c.topology.max_neighbors = 3;
+    c.radio.shadowing_sigma_db = 0.0;
+    // Node 0 in the middle of 6 nodes at distances 10..60 m.
+    let positions: Vec<[f64; 2]> = std::iter::once([0.0, 0.0])
+        .chain((1..=6).map(|i| [10.0 * i as f64, 0.0]))
+        .collect();
+    let links = (1..=6u32)
+        .map(|b| LinkSpec {
+            a: 0,
+            b,
+            distance_m: 10.0 * b as f64,
+            rssi_dbm: radio::rssi_dbm(&c.radio, 10.0 * b as f64, 0.0),
+        })
+        .collect();
+    let t = Twin::from_layout(
+        &c,
+        Layout {
+            positions,
+            links,
+            names: vec![],
+        },
+        0,
+    );
+    assert_eq!(t.neighbors(0), &[1, 2, 3]);
+}
+
+#[test]
+fn untrusted_nodes_earn_low_trust_and_drop_packets() {
+    let mut c = cfg(50);
+    c.trust.untrusted_fraction = 0.2;
+    c.trust.drop_probability = 0.8;
+    let mut t = Twin::new(&c, 3).unwrap();
+    for _ in 0..500 {
+        t.tick();
+    }
+    let (mut bad, mut good) = (vec![], vec![]);
+    for u in 0..50 {
+        if t.is_untrusted(u) {
+            bad.push(t.trust(u))
+        } else {
+            good.push(t.trust(u))
+        }
+    }
+    assert_eq!(bad.len(), 10);
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(
+        mean(&bad) < 0.45 && mean(&good) > 0.85,
+        "bad {} good {}",
+        mean(&bad),
+        mean(&good)
+    );
+
+    // Forwarding into an untrusted relay drops about drop_probability of the packets.
+    let v = (0..50).find(|&v| t.is_untrusted(v)).unwrap();
+    let (u, s) = (0..50)
+        .find_map(|u| {
+            t.neighbors(u)
+                .iter()
+                .position(|&x| x as usize == v)
+                .map(|s| (u, s))
+        })
+        .unwrap();
+    let dest = (0..50).find(|&d| d != u && d != v).unwrap();
+    let mut drops = 0;
+    for _ in 0..2000 {
+        if t.transmit(u, s, dest).lost == Some(LossCause::UntrustedDrop) {
+            drops += 1;
+        }
+        t.tick();
+    }
+    assert!((1300..1900).contains(&drops), "{drops} drops of 2000");
+}
+
+#[test]
+fn queues_fill_with_traffic_and_drain() {
+    let mut c = cfg(16);
+    c.traffic.service_packets_per_tick = 1.0;
+    c.traffic.queue_capacity_packets = 10.0;
+    c.radio.mac_retries = 15;
+    let mut t = Twin::new(&c, 0).unwrap();
+    let (u, s) = (
+        0,
+        t.neighbors(0)
+            .iter()
+            .position(|&v| v != NO_NEIGHBOR)
+            .unwrap(),
+    );
+    let v = t.neighbors(u)[s] as usize;
+    let dest = (0..16).find(|&d| d != u && d != v).unwrap();
+    let before = t.link_metrics(u)[s].latency_ms;
+    let mut congested = false;
+    for _ in 0..30 {
+        congested |= t.transmit(u, s, dest).lost == Some(LossCause::Congestion);
+    }
+    assert!(congested, "a 10-packet queue took 30 packets in one tick");
+    assert!((t.queue(v) - 1.0).abs() < 1e-6);
+    t.tick();
+    assert!(
+        t.link_metrics(u)[s].latency_ms > before + 50.0,
+        "queueing delay not observed"
+    );
+    for _ in 0..10 {
+        t.tick();
+    }
+    assert!(t.queue(v) < 1e-6, "queue did not drain: {}", t.queue(v));
+}
+
+#[test]
+fn link_degradation_raises_loss() {
+    let mut c = cfg(40);
+    c.dynamics.link_degradation = true;
+    c.dynamics.degrade_probability = 0.5;
+    c.dynamics.recover_probability = 0.0;
+    c.dynamics.degraded_penalty_db = 10.0;
+    let t0 = Twin::new(&c, 2).unwrap();
+    let mut t = t0.clone();
+    for _ in 0..20 {
+        t.tick();
+    }
+    let mean_rssi = |t: &Twin| {
+        let all: Vec<f32> = (0..40)
+            .flat_map(|u| {
+                t.neighbors(u)
+                    .iter()
+                    .zip(t.link_metrics(u))
+                    .filter(|(v, _)| **v != NO_NEIGHBOR)
+                    .map(|(_, m)| m.rssi_dbm)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.iter().sum::<f32>() / all.len() as f32
+    };
+    assert!(mean_rssi(&t) < mean_rssi(&t0) - 5.0);
+}
+
+#[test]
+fn freifunk_topologies_load_with_their_measured_quality() {
+    let dir = topologies_dir();
+    for name in [
+        "freifunk-ulm",
+        "freifunk-bielefeld",
+        "freifunk-leipzig",
+        "freifunk-cologne-bonn-area",
+    ] {
+        let path = dir.join(format!("{name}.json"));
+        assert!(
+            path.exists(),
+            "missing {} (set MESHRL_TOPOLOGIES)",
+            path.display()
+        );
+        let mut c = TwinConfig::default();
+        c.topology.kind = TopologyKind::File;
+        c.topology.path = Some(path.to_string_lossy().into_owned());
+        let mut t = Twin::new(&c, 0).unwrap();
+        assert!(t.num_nodes() > 200, "{name}: {} nodes", t.num_nodes());
+        check_tables(&t);
+        check_hops(&mut t, 0);
+        let reachable = t
+            .hop_distances(0)
+            .iter()
+            .filter(|&&h| h != UNREACHABLE)
+            .count();
+        assert!(
+            reachable > t.num_nodes() / 2,
+            "{name}: {reachable} reach node 0"
+        );
+    }
+    // Only wifi links: the mesh falls apart into islands, which is the real picture.
+    let mut c = TwinConfig::default();
+    c.topology.kind = TopologyKind::File;
+    c.topology.path = Some(dir.join("freifunk-ulm.json").to_string_lossy().into_owned());
+    c.topology.link_types = vec!["wifi".into()];
+    assert!(Twin::new(&c, 0).is_ok());
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let mut c = TwinConfig::default();
+    c.topology.kind = TopologyKind::File;
+    c.topology.path = Some("/nonexistent/x.json".into());
+    let e = Twin::new(&c, 0).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/x.json"), "{e}");
+}
+
+#[test]
+fn scales_to_a_thousand_nodes() {
+    let mut c = TwinConfig::default();
+    c.topology = TopologyConfig {
+        num_nodes: 1000,
+        area_m: 1800.0,
+        ..Default::default()
+    };
+    let mut t = Twin::new(&c, 0).unwrap();
+    t.tick();
+    check_hops(&mut t, 500);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn any_grid_is_consistent(n in 4usize..80, seed in 0u64..1000, k in 1usize..9) {
+        let mut c = TwinConfig::default();
+        c.topology.kind = TopologyKind::Grid;
+        c.topology.num_nodes = n;
+        c.topology.max_neighbors = k;
+        c.dynamics.link_degradation = true;
+        let mut t = Twin::new(&c, seed).unwrap();
+        for _ in 0..5 { t.tick(); }
+        check_tables(&t);
+        check_hops(&mut t, seed as usize % n);
+        let _ = RadioConfig::default();
+    }
+}
