@@ -155,7 +155,7 @@ impl VecEnv {
         };
         // Build the twins now so a bad topology fails here, not at reset.
         let seed = env.cfg.seed;
-        env.build(seed)?;
+        env.build(|i| seed.wrapping_add(i as u64))?;
         Ok(env)
     }
 
@@ -191,17 +191,19 @@ impl VecEnv {
         &self.twins[i / self.cfg.env.envs_per_twin]
     }
 
-    fn build(&mut self, seed: u64) -> Result<(), EnvError> {
+    /// Rebuilds twins and packet RNGs: environment `i` gets `seed_of(i)`, and each twin the
+    /// seed of its first environment.
+    fn build(&mut self, seed_of: impl Fn(usize) -> u64 + Sync) -> Result<(), EnvError> {
         let per = self.cfg.env.envs_per_twin;
         let twin_cfg = self.cfg.twin_config();
         let groups = self.num_envs.div_ceil(per);
         self.twins = (0..groups)
             .into_par_iter()
-            .map(|g| Twin::new(&twin_cfg, seed.wrapping_add((g * per) as u64)))
+            .map(|g| Twin::new(&twin_cfg, seed_of(g * per)))
             .collect::<Result<_, _>>()?;
         self.packets = (0..self.num_envs)
             .map(|i| Packet {
-                rng: Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_add(i as u64)),
+                rng: Xoshiro256PlusPlus::seed_from_u64(seed_of(i)),
                 source: 0,
                 dest: 0,
                 node: 0,
@@ -222,8 +224,29 @@ impl VecEnv {
     /// one, the twins keep evolving and each environment continues its random stream.
     pub fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
         if let Some(s) = seed {
-            self.build(s)?;
+            self.build(|i| s.wrapping_add(i as u64))?;
         }
+        self.start_all()
+    }
+
+    /// Like `reset`, with one seed per environment (`seeds.len() == num_envs`); a twin takes
+    /// the seed of its first environment.
+    pub fn reset_with_seeds(&mut self, seeds: &[u64]) -> Result<(), EnvError> {
+        if seeds.len() != self.num_envs {
+            return Err(EnvError::invalid(
+                "seed",
+                format!(
+                    "expected {} seeds (one per environment), got {}",
+                    self.num_envs,
+                    seeds.len()
+                ),
+            ));
+        }
+        self.build(|i| seeds[i])?;
+        self.start_all()
+    }
+
+    fn start_all(&mut self) -> Result<(), EnvError> {
         let cfg = &self.cfg;
         let groups = split_groups(cfg, &mut self.twins, &mut self.packets, &mut self.buffers);
         groups.into_par_iter().for_each(|g| {

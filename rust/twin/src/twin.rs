@@ -116,6 +116,12 @@ pub struct Twin {
     table: Vec<u32>,
     table_link: Vec<u32>,
     metrics: Vec<LinkMetrics>,
+    /// Queue-independent part of each slot's latency (propagation + ETX × airtime), ms.
+    base_latency_ms: Vec<f32>,
+    /// PHY rate of each slot's link, Mbps.
+    slot_rate_mbps: Vec<f32>,
+    /// Nodes whose table may have changed since the last rebuild.
+    dirty_nodes: Vec<bool>,
     /// Reverse of the tables (who lists `v`), for BFS towards a destination.
     reverse_start: Vec<u32>,
     reverse: Vec<u32>,
@@ -195,6 +201,9 @@ impl Twin {
             table: vec![NO_NEIGHBOR; n * k],
             table_link: vec![0; n * k],
             metrics: vec![LinkMetrics::default(); n * k],
+            base_latency_ms: vec![0.0; n * k],
+            slot_rate_mbps: vec![0.0; n * k],
+            dirty_nodes: vec![true; n],
             reverse_start: vec![0; n + 1],
             reverse: Vec::new(),
             version: 0,
@@ -429,12 +438,12 @@ impl Twin {
                         self.active[u] = false;
                         self.queue[u] = 0.0;
                         active -= 1;
-                        self.topology_dirty = true;
+                        self.mark_with_neighbors(u);
                     }
                 } else if r < dynamics.join_probability {
                     self.active[u] = true;
                     active += 1;
-                    self.topology_dirty = true;
+                    self.mark_with_neighbors(u);
                 }
             }
         }
@@ -448,6 +457,11 @@ impl Twin {
                 if self.rng.random::<f64>() < p {
                     self.links[l].degraded = !self.links[l].degraded;
                     self.update_link(l);
+                    // Metrics of both ends change; the tables only where a node has more
+                    // candidates than slots (the strongest-k choice may change).
+                    let LinkSpec { a, b, .. } = self.links[l].spec;
+                    self.dirty_nodes[a as usize] = true;
+                    self.dirty_nodes[b as usize] = true;
                     self.topology_dirty = true;
                 }
             }
@@ -462,6 +476,7 @@ impl Twin {
                     self.seed,
                 );
                 self.set_links(&specs);
+                self.dirty_nodes.fill(true);
                 self.topology_dirty = true;
             }
         }
@@ -487,6 +502,15 @@ impl Twin {
             self.rebuild_tables();
         }
         self.refresh_metrics();
+    }
+
+    /// Marks `u` and every candidate neighbour of `u` for a table rebuild.
+    fn mark_with_neighbors(&mut self, u: usize) {
+        self.dirty_nodes[u] = true;
+        for &(v, _) in &self.adjacency[u] {
+            self.dirty_nodes[v as usize] = true;
+        }
+        self.topology_dirty = true;
     }
 
     /// Time to drain a full queue, ms.
@@ -582,23 +606,26 @@ impl Twin {
     }
 
     /// Rebuilds each node's table: its active neighbours, the `k` strongest by RSSI if it has
-    /// more, listed by node id so slots stay stable while the set does.
+    /// more, listed by node id so slots stay stable while the set does. Hop distances are
+    /// invalidated only if some table really changed (a degraded link that stays in its
+    /// tables changes metrics, not routes).
     fn rebuild_tables(&mut self) {
         let (n, k) = (self.num_nodes(), self.k);
         let mut candidates: Vec<(u32, u32)> = Vec::new();
-        let mut in_degree = vec![0u32; n + 1];
+        let mut changed = self.version == 0;
+        let radio = &self.cfg.radio;
         for u in 0..n {
-            let slots = u * k..(u + 1) * k;
-            self.table[slots.clone()].fill(NO_NEIGHBOR);
-            if !self.active[u] {
+            if !std::mem::take(&mut self.dirty_nodes[u]) {
                 continue;
             }
             candidates.clear();
-            candidates.extend(
-                self.adjacency[u]
-                    .iter()
-                    .filter(|(v, _)| self.active[*v as usize]),
-            );
+            if self.active[u] {
+                candidates.extend(
+                    self.adjacency[u]
+                        .iter()
+                        .filter(|(v, _)| self.active[*v as usize]),
+                );
+            }
             if candidates.len() > k {
                 let links = &self.links;
                 candidates.sort_by(|x, y| {
@@ -610,18 +637,41 @@ impl Twin {
                 candidates.truncate(k);
             }
             candidates.sort_unstable();
-            for (s, &(v, l)) in candidates.iter().enumerate() {
-                self.table[u * k + s] = v;
-                self.table_link[u * k + s] = l;
+            for s in 0..k {
+                let (v, l) = candidates.get(s).copied().unwrap_or((NO_NEIGHBOR, 0));
+                let i = u * k + s;
+                changed |= self.table[i] != v;
+                self.table[i] = v;
+                self.table_link[i] = l;
+                if v == NO_NEIGHBOR {
+                    self.base_latency_ms[i] = 0.0;
+                    self.slot_rate_mbps[i] = 0.0;
+                    self.metrics[i] = LinkMetrics::default();
+                } else {
+                    let link = &self.links[l as usize];
+                    let etx = radio::expected_attempts(radio, link.loss as f64) as f32;
+                    self.base_latency_ms[i] = link.propagation_ms + etx * link.airtime_ms;
+                    self.slot_rate_mbps[i] = link.rate_mbps;
+                    self.metrics[i].rssi_dbm = link.rssi_dbm;
+                    self.metrics[i].packet_loss = link.loss;
+                }
+            }
+        }
+        self.topology_dirty = false;
+        if !changed {
+            return;
+        }
+        // Reverse adjacency in CSR form: reverse[reverse_start[v]..reverse_start[v+1]] lists u.
+        let mut in_degree = vec![0u32; n];
+        for &v in &self.table {
+            if v != NO_NEIGHBOR {
                 in_degree[v as usize] += 1;
             }
         }
-        // Reverse adjacency in CSR form: reverse[reverse_start[v]..reverse_start[v+1]] lists u.
         let mut start = 0u32;
         for v in 0..n {
-            let d = in_degree[v];
             self.reverse_start[v] = start;
-            start += d;
+            start += in_degree[v];
         }
         self.reverse_start[n] = start;
         self.reverse.resize(start as usize, 0);
@@ -635,30 +685,24 @@ impl Twin {
             }
         }
         self.version += 1;
-        self.topology_dirty = false;
     }
 
+    /// Updates the queue-dependent metrics of every slot: latency (queueing at the neighbour)
+    /// and bandwidth (left over by the sender's queue).
     fn refresh_metrics(&mut self) {
         let k = self.k;
         let full_delay = self.full_queue_delay_ms();
-        let radio = &self.cfg.radio;
-        for (i, m) in self.metrics.iter_mut().enumerate() {
-            let v = self.table[i];
-            if v == NO_NEIGHBOR {
-                *m = LinkMetrics::default();
-                continue;
+        for u in 0..self.num_nodes() {
+            let free = 1.0 - self.queue[u];
+            for i in u * k..(u + 1) * k {
+                let v = self.table[i];
+                if v == NO_NEIGHBOR {
+                    continue;
+                }
+                let m = &mut self.metrics[i];
+                m.latency_ms = self.base_latency_ms[i] + self.queue[v as usize] * full_delay;
+                m.bandwidth_mbps = self.slot_rate_mbps[i] * free;
             }
-            let link = &self.links[self.table_link[i] as usize];
-            let u = i / k;
-            let etx = radio::expected_attempts(radio, link.loss as f64) as f32;
-            *m = LinkMetrics {
-                rssi_dbm: link.rssi_dbm,
-                latency_ms: link.propagation_ms
-                    + etx * link.airtime_ms
-                    + self.queue[v as usize] * full_delay,
-                packet_loss: link.loss,
-                bandwidth_mbps: link.rate_mbps * (1.0 - self.queue[u]),
-            };
         }
     }
 }

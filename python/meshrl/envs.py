@@ -1,0 +1,281 @@
+"""Gymnasium environments backed by the Rust routing environment.
+
+- :class:`MeshRoutingEnv`: one environment, a ``gymnasium.Env``.
+- :class:`MeshRoutingVecEnv`: a native ``gymnasium.vector.VectorEnv`` stepping every
+  sub-environment in Rust, in parallel.
+
+Observations are float32 vectors of ``max_neighbors * 6 + 1`` values (per neighbour slot:
+rssi, latency, packet_loss, hop_count_to_destination, bandwidth, trust, normalized to roughly
+[-1, 1]; then the local queue depth). The action is a neighbour slot; the valid ones are in
+``info["action_mask"]`` (int8, 1 = valid), the convention of Gymnasium's Taxi.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from meshrl import _core
+from meshrl.config import resolve_config
+
+__all__ = ["MeshRoutingEnv", "MeshRoutingVecEnv", "LOSS_CAUSES", "OUTCOMES"]
+
+LOSS_CAUSES: tuple[str, ...] = tuple(_core.LOSS_CAUSES)
+"""Names of ``info["loss_cause"]`` codes (0 = none)."""
+OUTCOMES: tuple[str, ...] = tuple(_core.OUTCOMES)
+"""Names of ``info["outcome"]`` codes."""
+
+_INFO_KEYS = ("outcome", "loss_cause", "source", "destination", "node", "path_length",
+              "shortest_hops", "latency_ms", "episode_return")
+
+
+def _observation_space(max_neighbors: int) -> spaces.Box:
+    per = _core.FEATURES_PER_NEIGHBOR
+    low = np.tile(np.array([-1, 0, 0, 0, 0, 0], dtype=np.float32), max_neighbors)
+    high = np.ones(max_neighbors * per, dtype=np.float32)
+    return spaces.Box(
+        low=np.append(low, np.float32(0.0)),
+        high=np.append(high, np.float32(1.0)),
+        dtype=np.float32,
+    )
+
+
+def _check_actions(actions: Any, num_envs: int, max_neighbors: int) -> np.ndarray:
+    arr = np.asarray(actions)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"actions must be integers (neighbour slots), got dtype {arr.dtype}")
+    if arr.shape != (num_envs,):
+        raise ValueError(f"actions must have shape ({num_envs},), got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+_AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
+
+
+def _autoreset_name(mode: str | AutoresetMode) -> str:
+    """Config name of an autoreset mode given as the enum, its value or the config name."""
+    for name, member in _AUTORESET_MODES.items():
+        if mode in (name, member, member.value):
+            return name
+    raise ValueError(f"autoreset_mode {mode!r} is not supported: use NEXT_STEP or SAME_STEP")
+
+
+def _seed_from(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**62))
+
+
+class MeshRoutingEnv(gymnasium.Env):
+    """Routes one packet per episode through a simulated mesh.
+
+    ``config`` is a TOML path or a dict; other keyword arguments override config fields (see
+    :func:`meshrl.resolve_config`). ``env.envs_per_twin`` is irrelevant here: the packet has
+    its twin to itself.
+
+    After an episode ends, ``reset()`` without a seed advances the twin by one tick while it
+    starts the next packet, exactly as the vector environment's autoreset step does, so N of
+    these under ``SyncVectorEnv`` match :class:`MeshRoutingVecEnv` step for step.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: str | os.PathLike[str] | Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides: Any):
+        if render_mode is not None:
+            raise ValueError(f"render_mode {render_mode!r} is not supported (no render modes)")
+        cfg = resolve_config(config, **overrides)
+        cfg["env"]["autoreset_mode"] = "next_step"
+        self.config = cfg
+        self._core = _core.VecEnv(json.dumps(cfg), 1)
+        self.max_neighbors = self._core.max_neighbors
+        self.observation_space = _observation_space(self.max_neighbors)
+        self.action_space = spaces.Discrete(self.max_neighbors)
+        self._obs = self._core.obs_view()
+        self._mask = self._core.mask_view()
+        self._reward = self._core.reward_view()
+        self._terminated = self._core.terminated_view()
+        self._truncated = self._core.truncated_view()
+        self._started = False
+        self._finished = False
+
+    def _info(self) -> dict[str, Any]:
+        raw = self._core.info()
+        info: dict[str, Any] = {key: raw[key][0].item() for key in _INFO_KEYS}
+        info["outcome_name"] = OUTCOMES[info["outcome"]]
+        info["loss_cause_name"] = LOSS_CAUSES[info["loss_cause"]]
+        info["action_mask"] = self._mask[0].copy()
+        return info
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if options:
+            raise ValueError(f"unsupported reset options: {sorted(options)}")
+        if seed is not None:
+            self._core.reset(seed=int(seed))
+        elif not self._started:
+            self._core.reset(seed=_seed_from(self.np_random))
+        elif self._finished:
+            # The autoreset step: the twin ticks while the next packet starts.
+            self._core.step(np.zeros(1, dtype=np.int64))
+        else:
+            self._core.reset()
+        self._started = True
+        self._finished = False
+        return self._obs[0].copy(), self._info()
+
+    def step(self, action: Any):
+        if not self._started:
+            raise _core.EnvStateError("step called before reset: call reset() first")
+        if self._finished:
+            raise _core.EnvStateError("the episode is over: call reset() before stepping again")
+        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+            arr = np.asarray(action)
+            if arr.shape != () or arr.dtype.kind not in "iu":
+                raise ValueError(f"action must be an integer neighbour slot, got {action!r}")
+            action = int(arr)
+        if not 0 <= int(action) < self.max_neighbors:
+            raise ValueError(f"action {action} is out of range: must be in 0..{self.max_neighbors}")
+        self._core.step(np.array([action], dtype=np.int64))
+        terminated, truncated = bool(self._terminated[0]), bool(self._truncated[0])
+        self._finished = terminated or truncated
+        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, self._info()
+
+    def action_masks(self) -> np.ndarray:
+        """The current valid-action mask as bool (the sb3-contrib MaskablePPO convention)."""
+        return self._mask[0].astype(bool)
+
+
+class MeshRoutingVecEnv(VectorEnv):
+    """``num_envs`` routing environments stepped together in Rust.
+
+    Sub-environment ``i`` is seeded ``seed + i``; groups of ``env.envs_per_twin`` share one
+    twin (their packets cross the same queues). With ``envs_per_twin=1`` it agrees step for step
+    with ``num_envs`` :class:`MeshRoutingEnv` under ``SyncVectorEnv``.
+
+    ``copy=True`` (default) returns arrays you own. ``copy=False`` returns zero-copy, read-only
+    views of the Rust buffers: the next ``step`` or ``reset`` overwrites them in place.
+    ``autoreset_mode`` is ``"next_step"`` (default) or ``"same_step"`` (or the
+    ``gymnasium.vector.AutoresetMode`` members); under SAME_STEP, finished episodes' last
+    observations are in ``info["final_obs"]`` and their infos in ``info["final_info"]``.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        copy: bool = True,
+        autoreset_mode: str | AutoresetMode | None = None,
+        render_mode: str | None = None,
+        **overrides: Any,
+    ):
+        if render_mode is not None:
+            raise ValueError(f"render_mode {render_mode!r} is not supported (no render modes)")
+        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        cfg = resolve_config(config, **overrides)
+        if autoreset_mode is not None:
+            cfg["env"]["autoreset_mode"] = _autoreset_name(autoreset_mode)
+            cfg = resolve_config(cfg)
+        self.config = cfg
+        self.num_envs = int(num_envs)
+        self.copy = bool(copy)
+        self._core = _core.VecEnv(json.dumps(cfg), self.num_envs)
+        self.max_neighbors = self._core.max_neighbors
+        self.metadata = {"render_modes": [], "autoreset_mode": _AUTORESET_MODES[cfg["env"]["autoreset_mode"]]}
+        self.single_observation_space = _observation_space(self.max_neighbors)
+        self.single_action_space = spaces.Discrete(self.max_neighbors)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._views = {
+            "obs": self._core.obs_view(),
+            "mask": self._core.mask_view(),
+            "reward": self._core.reward_view(),
+            "terminated": self._core.terminated_view(),
+            "truncated": self._core.truncated_view(),
+            "final_obs": self._core.final_obs_view(),
+            "final_mask": self._core.final_mask_view(),
+        }
+        for view in self._views.values():
+            view.flags.writeable = False
+        self._same_step = self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+        self._started = False
+        self._closed = False
+
+    def _out(self, name: str) -> np.ndarray:
+        view = self._views[name]
+        return view.copy() if self.copy else view
+
+    def _infos(self) -> dict[str, Any]:
+        n = self.num_envs
+        everywhere = np.ones(n, dtype=bool)
+        infos: dict[str, Any] = {"action_mask": self._out("mask"), "_action_mask": everywhere}
+        for key, value in self._core.info().items():
+            infos[key] = value
+            infos[f"_{key}"] = everywhere
+        if self._same_step:
+            ended = infos["reset"] & ~self._first_reset
+            final = self._core.final_info()
+            final_info: dict[str, Any] = {}
+            for key, value in final.items():
+                final_info[key] = value
+                final_info[f"_{key}"] = ended
+            final_info["action_mask"] = self._views["final_mask"].copy()
+            final_info["_action_mask"] = ended
+            infos["final_obs"] = self._views["final_obs"].copy()
+            infos["_final_obs"] = ended
+            infos["final_info"] = final_info
+            infos["_final_info"] = ended
+        return infos
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _core.EnvStateError("the environment is closed")
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
+        self._check_open()
+        if options:
+            raise ValueError(f"unsupported reset options: {sorted(options)}")
+        if seed is None:
+            if not self._started:
+                self._np_random, _ = gymnasium.utils.seeding.np_random(None)
+                self._core.reset(seed=_seed_from(self._np_random))
+            else:
+                self._core.reset()
+        elif isinstance(seed, (int, np.integer)):
+            self._np_random, _ = gymnasium.utils.seeding.np_random(int(seed))
+            self._core.reset(seed=int(seed))
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"expected {self.num_envs} seeds (one per environment), got {len(seeds)}")
+            self._core.reset(seeds=seeds)
+        self._started = True
+        self._first_reset = np.ones(self.num_envs, dtype=bool)
+        infos = self._infos()
+        self._first_reset = np.zeros(self.num_envs, dtype=bool)
+        return self._out("obs"), infos
+
+    def step(self, actions: Any):
+        self._check_open()
+        if not self._started:
+            raise _core.EnvStateError("step called before reset: call reset() first")
+        self._core.step(_check_actions(actions, self.num_envs, self.max_neighbors))
+        return (
+            self._out("obs"),
+            self._out("reward"),
+            self._out("terminated"),
+            self._out("truncated"),
+            self._infos(),
+        )
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._closed = True
+
+    def action_masks(self) -> np.ndarray:
+        """Current valid-action masks as bool, shape (num_envs, max_neighbors)."""
+        return self._views["mask"].astype(bool)

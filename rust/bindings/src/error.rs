@@ -1,0 +1,88 @@
+//! Every core error becomes a Python exception here, and nowhere else.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use meshrl_env::twin::TwinError;
+use meshrl_env::EnvError;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::PyErr;
+
+create_exception!(
+    meshrl,
+    MeshrlError,
+    PyException,
+    "Base class of meshrl's own errors."
+);
+create_exception!(
+    meshrl,
+    TopologyError,
+    MeshrlError,
+    "A topology file is malformed or a topology could not be generated."
+);
+create_exception!(
+    meshrl,
+    EnvStateError,
+    MeshrlError,
+    "An environment was used in the wrong state (stepped before reset, or after close)."
+);
+create_exception!(
+    meshrl,
+    InternalError,
+    MeshrlError,
+    "A bug inside meshrl (a Rust panic caught at the boundary); please report it."
+);
+
+fn io_err(path: &str, source: &std::io::Error) -> PyErr {
+    let msg = format!("{path}: {source}");
+    if source.kind() == std::io::ErrorKind::NotFound {
+        PyFileNotFoundError::new_err(msg)
+    } else {
+        PyOSError::new_err(msg)
+    }
+}
+
+/// Maps a twin error: bad values are `ValueError`, bad files `TopologyError` or `OSError`.
+pub fn twin_err(e: TwinError) -> PyErr {
+    match &e {
+        TwinError::InvalidConfig { .. } => PyValueError::new_err(e.to_string()),
+        TwinError::Io { path, source } => io_err(path, source),
+        TwinError::BadTopology { .. } | TwinError::Disconnected(_) => {
+            TopologyError::new_err(e.to_string())
+        }
+    }
+}
+
+/// Maps an environment error: bad arguments are `ValueError`, misuse `EnvStateError`.
+pub fn env_err(e: EnvError) -> PyErr {
+    match e {
+        EnvError::Twin(t) => twin_err(t),
+        EnvError::Io {
+            ref path,
+            ref source,
+        } => io_err(path, source),
+        EnvError::NotReset => EnvStateError::new_err(format!("{e}: call reset() first")),
+        EnvError::InvalidConfig { .. }
+        | EnvError::Parse { .. }
+        | EnvError::ActionCount { .. }
+        | EnvError::ActionOutOfRange { .. }
+        | EnvError::MaskedAction { .. } => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Runs `f`, turning a panic into `InternalError` so no panic reaches the interpreter.
+pub fn guard<T>(f: impl FnOnce() -> Result<T, PyErr>) -> Result<T, PyErr> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(InternalError::new_err(format!(
+                "internal error (please report): {msg}"
+            )))
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! `meshrl._core`: the Python extension. Thin: it converts types and errors and releases the
+//! GIL around real work. One file per core crate, plus `error.rs`.
+
+use pyo3::prelude::*;
+
+mod env;
+mod error;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MeshrlError", py.get_type::<error::MeshrlError>())?;
+    m.add("TopologyError", py.get_type::<error::TopologyError>())?;
+    m.add("EnvStateError", py.get_type::<error::EnvStateError>())?;
+    m.add("InternalError", py.get_type::<error::InternalError>())?;
+    env::register(m)?;
+    Ok(())
+}
