@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod env;
 mod error;
+mod fl;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -15,5 +16,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EnvStateError", py.get_type::<error::EnvStateError>())?;
     m.add("InternalError", py.get_type::<error::InternalError>())?;
     env::register(m)?;
+    fl::register(m)?;
     Ok(())
 }

@@ -1,0 +1,225 @@
+//! `meshrl._core` aggregation functions: read client updates zero-copy, aggregate with the GIL
+//! released.
+
+use meshrl_fl::{attacks, rules, FlError, OnInvalid, Rule};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::error::guard;
+
+fn fl_err(e: FlError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Client updates as borrowed NumPy arrays: one `[n, d]` matrix or a list of vectors.
+enum Borrowed<'py> {
+    Matrix(PyReadonlyArray2<'py, f32>),
+    Vectors(Vec<PyReadonlyArray1<'py, f32>>),
+}
+
+impl<'py> Borrowed<'py> {
+    fn extract(updates: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(list) = updates.cast::<PyList>() {
+            let vectors = list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.extract::<PyReadonlyArray1<'py, f32>>().map_err(|_| {
+                        PyTypeError::new_err(format!("update {i} is not a 1-D float32 array"))
+                    })
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            return Ok(Borrowed::Vectors(vectors));
+        }
+        updates
+            .extract::<PyReadonlyArray2<'py, f32>>()
+            .map(Borrowed::Matrix)
+            .map_err(|_| {
+                PyTypeError::new_err(
+                    "updates must be a 2-D float32 array or a list of 1-D float32 arrays",
+                )
+            })
+    }
+
+    /// The rows, and the model length: the matrix's width, or the most common vector length.
+    fn rows(&self) -> PyResult<(Vec<&[f32]>, usize)> {
+        match self {
+            Borrowed::Matrix(m) => {
+                let d = m.shape()[1];
+                let data = m
+                    .as_slice()
+                    .map_err(|_| PyValueError::new_err("updates must be C-contiguous"))?;
+                if d == 0 {
+                    return Err(PyValueError::new_err("updates have length 0"));
+                }
+                Ok((data.chunks(d).collect(), d))
+            }
+            Borrowed::Vectors(vs) => {
+                let rows = vs
+                    .iter()
+                    .map(|v| {
+                        v.as_slice()
+                            .map_err(|_| PyValueError::new_err("updates must be C-contiguous"))
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                let mut counts = std::collections::BTreeMap::<usize, usize>::new();
+                for r in &rows {
+                    *counts.entry(r.len()).or_default() += 1;
+                }
+                let d = counts
+                    .iter()
+                    .max_by_key(|(len, c)| (**c, std::cmp::Reverse(**len)))
+                    .map_or(0, |(l, _)| *l);
+                Ok((rows, d))
+            }
+        }
+    }
+}
+
+fn weights_slice<'a>(w: &'a Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Option<&'a [f32]>> {
+    w.as_ref()
+        .map(|w| {
+            w.as_slice()
+                .map_err(|_| PyValueError::new_err("weights must be C-contiguous"))
+        })
+        .transpose()
+}
+
+/// Aggregates `updates` with `rule`; returns (aggregate, accepted, rejected [(client, reason)]).
+#[pyfunction]
+#[pyo3(signature = (rule, updates, weights=None, dim=None, on_invalid="error", num_byzantine=0,
+                    num_selected=1, beta=0.1, nu=1e-6, max_iter=100, eps=1e-6, center=None,
+                    tau=1.0, iterations=1))]
+#[allow(clippy::too_many_arguments)]
+pub fn aggregate<'py>(
+    py: Python<'py>,
+    rule: &str,
+    updates: &Bound<'py, PyAny>,
+    weights: Option<PyReadonlyArray1<'py, f32>>,
+    dim: Option<usize>,
+    on_invalid: &str,
+    num_byzantine: usize,
+    num_selected: usize,
+    beta: f64,
+    nu: f64,
+    max_iter: usize,
+    eps: f64,
+    center: Option<PyReadonlyArray1<'py, f32>>,
+    tau: f64,
+    iterations: usize,
+) -> PyResult<(Bound<'py, PyArray1<f32>>, Vec<usize>, Vec<(usize, String)>)> {
+    let rule = match rule {
+        "fedavg" => Rule::FedAvg,
+        "krum" => Rule::Krum {
+            num_byzantine,
+            num_selected,
+        },
+        "median" => Rule::Median,
+        "trimmed_mean" => Rule::TrimmedMean { beta },
+        "bulyan" => Rule::Bulyan { num_byzantine },
+        "geometric_median" => Rule::GeometricMedian { nu, max_iter, eps },
+        "centered_clipping" => {
+            let center = weights_slice(&center)?.map(|c| c.to_vec());
+            Rule::CenteredClipping {
+                center,
+                tau,
+                iterations,
+            }
+        }
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown aggregation rule `{other}`"
+            )))
+        }
+    };
+    let on_invalid = match on_invalid {
+        "error" => OnInvalid::Error,
+        "drop" => OnInvalid::Drop,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "on_invalid must be \"error\" or \"drop\", got {other:?}"
+            )))
+        }
+    };
+    let borrowed = Borrowed::extract(updates)?;
+    let (rows, detected) = borrowed.rows()?;
+    let w = weights_slice(&weights)?;
+    let d = dim.unwrap_or(detected);
+    let (out, report) = py.detach(|| {
+        guard(|| meshrl_fl::aggregate(&rule, &rows, w, d, on_invalid).map_err(fl_err))
+    })?;
+    let rejected = report
+        .rejected
+        .iter()
+        .map(|(i, r)| (*i, r.to_string()))
+        .collect();
+    Ok((out.into_pyarray(py), report.accepted, rejected))
+}
+
+/// Nearest-neighbour mixing of a `[n, d]` float32 matrix; returns the mixed `[n, d]` matrix.
+#[pyfunction]
+pub fn nnm<'py>(
+    py: Python<'py>,
+    updates: &Bound<'py, PyAny>,
+    num_byzantine: usize,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let borrowed = Borrowed::extract(updates)?;
+    let (rows, d) = borrowed.rows()?;
+    if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != d) {
+        return Err(PyValueError::new_err(format!(
+            "update {i} has length {}, expected {d}",
+            r.len()
+        )));
+    }
+    let n = rows.len();
+    let out = py.detach(|| guard(|| rules::nnm(&rows, num_byzantine).map_err(fl_err)))?;
+    out.into_pyarray(py).reshape([n, d])
+}
+
+/// Makes `num_byzantine` attack vectors `[f, d]` from honest updates.
+#[pyfunction]
+#[pyo3(signature = (attack, honest, num_byzantine, strength=1.0, seed=0))]
+pub fn attack<'py>(
+    py: Python<'py>,
+    attack: &str,
+    honest: &Bound<'py, PyAny>,
+    num_byzantine: usize,
+    strength: f32,
+    seed: u64,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let borrowed = Borrowed::extract(honest)?;
+    let (rows, d) = borrowed.rows()?;
+    if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != d) {
+        return Err(PyValueError::new_err(format!(
+            "honest update {i} has length {}, expected {d}",
+            r.len()
+        )));
+    }
+    let out = py.detach(|| {
+        guard(|| {
+            match attack {
+                "sign_flip" => attacks::sign_flip(&rows, num_byzantine, strength),
+                "gaussian" => attacks::gaussian(&rows, num_byzantine, strength, seed),
+                "inner_product_manipulation" => {
+                    attacks::inner_product_manipulation(&rows, num_byzantine, strength)
+                }
+                "a_little_is_enough" => attacks::a_little_is_enough(&rows, num_byzantine, strength),
+                other => return Err(PyValueError::new_err(format!("unknown attack `{other}`"))),
+            }
+            .map_err(fl_err)
+        })
+    })?;
+    out.into_pyarray(py).reshape([num_byzantine, d])
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(aggregate, m)?)?;
+    m.add_function(wrap_pyfunction!(nnm, m)?)?;
+    m.add_function(wrap_pyfunction!(attack, m)?)?;
+    Ok(())
+}

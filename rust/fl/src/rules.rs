@@ -1,0 +1,350 @@
+//! The aggregation rules. Each takes the clients' rows (`n` slices of length `d`) and optional
+//! per-client weights (example counts) and returns the aggregate (length `d`). Where Flower has
+//! the rule, the semantics match `flwr/server/strategy/aggregate.py`.
+
+use rayon::prelude::*;
+
+use crate::blocks::{distance, pairwise_sq_distances, per_coordinate, weighted_sum};
+use crate::error::{invalid, FlError};
+
+fn normalized(weights: Option<&[f32]>, n: usize) -> Result<Vec<f64>, FlError> {
+    let w: Vec<f64> = match weights {
+        Some(w) => w.iter().map(|&x| x as f64).collect(),
+        None => vec![1.0; n],
+    };
+    let total: f64 = w.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return Err(invalid(
+            "weights",
+            format!("must sum to a positive finite number, got {total}"),
+        ));
+    }
+    Ok(w.into_iter().map(|x| x / total).collect())
+}
+
+fn dim(rows: &[&[f32]]) -> Result<usize, FlError> {
+    rows.first()
+        .map(|r| r.len())
+        .ok_or_else(|| FlError::NoClients(String::new()))
+}
+
+/// FedAvg: `Σ_i w_i x_i / Σ_i w_i`, with `w_i` the example counts (equal if none).
+pub fn fedavg(rows: &[&[f32]], weights: Option<&[f32]>) -> Result<Vec<f32>, FlError> {
+    let d = dim(rows)?;
+    let w = normalized(weights, rows.len())?;
+    let mut out = vec![0f32; d];
+    weighted_sum(rows, &w, &mut out);
+    Ok(out)
+}
+
+/// Krum scores (Blanchard et al. 2017): for each client, the sum of squared Euclidean distances
+/// to its `max(1, n - f - 2)` nearest other clients. Returns (scores, distance matrix).
+pub fn krum_scores(rows: &[&[f32]], num_byzantine: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = rows.len();
+    let dist = pairwise_sq_distances(rows);
+    let closest = (n.saturating_sub(num_byzantine + 2)).max(1);
+    let scores = (0..n)
+        .map(|i| {
+            let mut others: Vec<f64> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| dist[i * n + j])
+                .collect();
+            let k = closest.min(others.len());
+            if k == 0 {
+                return 0.0;
+            }
+            others.select_nth_unstable_by(k - 1, f64::total_cmp);
+            others[..k].iter().sum()
+        })
+        .collect();
+    (scores, dist)
+}
+
+fn check_krum(n: usize, f: usize, rule: &'static str) -> Result<(), FlError> {
+    if n <= 2 * f + 2 {
+        return Err(FlError::TooFewClients {
+            rule,
+            n,
+            f,
+            need: format!("n > 2f + 2 = {}", 2 * f + 2),
+        });
+    }
+    Ok(())
+}
+
+/// Indices of the `m` lowest scores. Exact ties (mutual nearest neighbours score the same
+/// when Krum keeps one neighbour) are broken by comparing the vectors themselves, so the
+/// choice does not depend on client order; Flower's `argmin` takes the first index instead.
+fn lowest(scores: &[f64], rows: &[&[f32]], m: usize) -> Vec<usize> {
+    let by_content = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| {
+        scores[a]
+            .total_cmp(&scores[b])
+            .then_with(|| by_content(rows[a], rows[b]))
+            .then(a.cmp(&b))
+    });
+    order.truncate(m);
+    order
+}
+
+/// Krum (`num_selected = 1`): the update with the lowest Krum score. Multi-Krum
+/// (`num_selected = m > 1`): the example-count-weighted mean of the `m` lowest-scoring updates.
+/// Requires `n > 2f + 2`.
+pub fn krum(
+    rows: &[&[f32]],
+    num_byzantine: usize,
+    num_selected: usize,
+    weights: Option<&[f32]>,
+) -> Result<Vec<f32>, FlError> {
+    let n = rows.len();
+    check_krum(n, num_byzantine, "krum")?;
+    if !(1..=n).contains(&num_selected) {
+        return Err(invalid(
+            "num_selected",
+            format!("must be in 1..={n}, got {num_selected}"),
+        ));
+    }
+    let (scores, _) = krum_scores(rows, num_byzantine);
+    let best = lowest(&scores, rows, num_selected);
+    if num_selected == 1 {
+        return Ok(rows[best[0]].to_vec());
+    }
+    let chosen: Vec<&[f32]> = best.iter().map(|&i| rows[i]).collect();
+    let w: Option<Vec<f32>> = weights.map(|w| best.iter().map(|&i| w[i]).collect());
+    fedavg(&chosen, w.as_deref())
+}
+
+/// Median of `v` (mean of the two middle values when `len` is even, as NumPy).
+fn median_of(v: &mut [f32]) -> f32 {
+    let n = v.len();
+    let mid = n / 2;
+    let (lower, m, _) = v.select_nth_unstable_by(mid, f32::total_cmp);
+    if n % 2 == 1 {
+        *m
+    } else {
+        let below = lower.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        ((below as f64 + *m as f64) / 2.0) as f32
+    }
+}
+
+/// Coordinate-wise median. Unweighted (Flower's `aggregate_median`).
+pub fn median(rows: &[&[f32]]) -> Result<Vec<f32>, FlError> {
+    let d = dim(rows)?;
+    let mut out = vec![0f32; d];
+    per_coordinate(rows, &mut out, |v, _| median_of(v));
+    Ok(out)
+}
+
+/// Trimmed mean: per coordinate, drop the `int(beta * n)` smallest and largest values and
+/// average the rest. Unweighted (Flower's `aggregate_trimmed_avg`). `beta` in [0, 0.5).
+pub fn trimmed_mean(rows: &[&[f32]], beta: f64) -> Result<Vec<f32>, FlError> {
+    let d = dim(rows)?;
+    let n = rows.len();
+    if !(0.0..0.5).contains(&beta) {
+        return Err(invalid("beta", format!("must be in [0, 0.5), got {beta}")));
+    }
+    let cut = (beta * n as f64) as usize;
+    if 2 * cut >= n {
+        return Err(invalid(
+            "beta",
+            format!("cuts {cut} from each end of {n} clients: nothing remains"),
+        ));
+    }
+    let (lo, hi) = (cut, n - cut);
+    let mut out = vec![0f32; d];
+    per_coordinate(rows, &mut out, |v, _| {
+        if cut > 0 {
+            v.select_nth_unstable_by(lo, f32::total_cmp);
+            v[lo..].select_nth_unstable_by(hi - 1 - lo, f32::total_cmp);
+        }
+        let s: f64 = v[lo..hi].iter().map(|&x| x as f64).sum();
+        (s / (hi - lo) as f64) as f32
+    });
+    Ok(out)
+}
+
+/// Bulyan (El Mhamdi et al. 2018), as Flower: select `theta = n - 2f` updates by repeated Krum
+/// (each pick removed before the next, Krum's `f` unchanged), then per coordinate average the
+/// `beta = theta - 2f` selected values closest to their median. Requires `n >= 4f + 3`.
+pub fn bulyan(rows: &[&[f32]], num_byzantine: usize) -> Result<Vec<f32>, FlError> {
+    let n = rows.len();
+    let f = num_byzantine;
+    if n < 4 * f + 3 {
+        return Err(FlError::TooFewClients {
+            rule: "bulyan",
+            n,
+            f,
+            need: format!("n >= 4f + 3 = {}", 4 * f + 3),
+        });
+    }
+    let d = dim(rows)?;
+    let theta = n - 2 * f;
+    let beta = theta - 2 * f;
+    // Distances once; each Krum round rescoring the remaining clients from them.
+    let dist = pairwise_sq_distances(rows);
+    let mut remaining: Vec<usize> = (0..n).collect();
+    let mut selected = Vec::with_capacity(theta);
+    for _ in 0..theta {
+        let m = remaining.len();
+        let closest = (m.saturating_sub(f + 2)).max(1);
+        let scores: Vec<f64> = remaining
+            .iter()
+            .map(|&i| {
+                let mut others: Vec<f64> = remaining
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .map(|&j| dist[i * n + j])
+                    .collect();
+                let k = closest.min(others.len());
+                if k == 0 {
+                    return 0.0;
+                }
+                others.select_nth_unstable_by(k - 1, f64::total_cmp);
+                others[..k].iter().sum()
+            })
+            .collect();
+        let candidates: Vec<&[f32]> = remaining.iter().map(|&i| rows[i]).collect();
+        let best = lowest(&scores, &candidates, 1)[0];
+        selected.push(remaining.remove(best));
+    }
+    let chosen: Vec<&[f32]> = selected.iter().map(|&i| rows[i]).collect();
+    let mut out = vec![0f32; d];
+    per_coordinate(&chosen, &mut out, |v, _| {
+        let med = median_of(&mut v.to_vec());
+        v.select_nth_unstable_by(beta - 1, |a, b| (a - med).abs().total_cmp(&(b - med).abs()));
+        let s: f64 = v[..beta].iter().map(|&x| x as f64).sum();
+        (s / beta as f64) as f32
+    });
+    Ok(out)
+}
+
+/// Geometric median by smoothed Weiszfeld (RFA, Pillutla et al. 2022): start from the weighted
+/// mean `z`; repeat `z ← Σ_i β_i x_i / Σ_i β_i` with `β_i = α_i / max(nu, ‖z − x_i‖)` until the
+/// objective `Σ_i α_i ‖z − x_i‖` changes by less than `eps` times itself, or `max_iter` times.
+/// `α_i` are the example counts (equal if none).
+pub fn geometric_median(
+    rows: &[&[f32]],
+    weights: Option<&[f32]>,
+    nu: f64,
+    max_iter: usize,
+    eps: f64,
+) -> Result<Vec<f32>, FlError> {
+    if !(nu > 0.0 && nu.is_finite()) {
+        return Err(invalid("nu", format!("must be > 0, got {nu}")));
+    }
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(invalid("eps", format!("must be >= 0, got {eps}")));
+    }
+    let alpha = normalized(weights, rows.len())?;
+    let mut z = fedavg(rows, weights)?;
+    let objective = |z: &[f32]| -> (f64, Vec<f64>) {
+        let dists: Vec<f64> = rows.iter().map(|r| distance(z, r)).collect();
+        (dists.iter().zip(&alpha).map(|(d, a)| d * a).sum(), dists)
+    };
+    let (mut obj, mut dists) = objective(&z);
+    for _ in 0..max_iter {
+        let beta: Vec<f64> = alpha
+            .iter()
+            .zip(&dists)
+            .map(|(a, d)| a / d.max(nu))
+            .collect();
+        let total: f64 = beta.iter().sum();
+        let beta: Vec<f64> = beta.iter().map(|b| b / total).collect();
+        weighted_sum(rows, &beta, &mut z);
+        let (new_obj, new_dists) = objective(&z);
+        let done = (obj - new_obj).abs() <= eps * new_obj;
+        obj = new_obj;
+        dists = new_dists;
+        if done {
+            break;
+        }
+    }
+    Ok(z)
+}
+
+/// Centered clipping (Karimireddy et al. 2021): starting from `center` (the previous
+/// aggregate; the coordinate-wise median if none), repeat `iterations` times
+/// `v ← v + Σ_i w_i (x_i − v) · min(1, tau / ‖x_i − v‖)` with `w_i` the normalized example
+/// counts (equal if none).
+pub fn centered_clipping(
+    rows: &[&[f32]],
+    weights: Option<&[f32]>,
+    center: Option<&[f32]>,
+    tau: f64,
+    iterations: usize,
+) -> Result<Vec<f32>, FlError> {
+    let d = dim(rows)?;
+    if !(tau > 0.0 && tau.is_finite()) {
+        return Err(invalid("tau", format!("must be > 0, got {tau}")));
+    }
+    let mut v = match center {
+        Some(c) if c.len() != d => {
+            return Err(invalid(
+                "center",
+                format!("has length {}, the updates {d}", c.len()),
+            ))
+        }
+        Some(c) if c.iter().any(|x| !x.is_finite()) => {
+            return Err(invalid("center", "holds NaN or Inf"))
+        }
+        Some(c) => c.to_vec(),
+        None => median(rows)?,
+    };
+    let w = normalized(weights, rows.len())?;
+    for _ in 0..iterations {
+        let scale: Vec<f64> = rows
+            .iter()
+            .zip(&w)
+            .map(|(r, wi)| {
+                let norm = distance(r, &v);
+                wi * if norm > tau { tau / norm } else { 1.0 }
+            })
+            .collect();
+        // v + Σ s_i (x_i - v) = (1 - Σ s_i) v + Σ s_i x_i
+        let keep = 1.0 - scale.iter().sum::<f64>();
+        let mut moved = vec![0f32; d];
+        weighted_sum(rows, &scale, &mut moved);
+        v.par_iter_mut()
+            .zip(moved)
+            .for_each(|(vi, m)| *vi = (keep * *vi as f64 + m as f64) as f32);
+    }
+    Ok(v)
+}
+
+/// Nearest-neighbour mixing (Allouah et al. 2023), a pre-aggregation step: each update is
+/// replaced by the mean of its `n − f` nearest updates (itself included) in Euclidean
+/// distance. Returns the mixed rows, row-major `[n, d]`; feed them to any rule.
+pub fn nnm(rows: &[&[f32]], num_byzantine: usize) -> Result<Vec<f32>, FlError> {
+    let n = rows.len();
+    let d = dim(rows)?;
+    if num_byzantine >= n {
+        return Err(FlError::TooFewClients {
+            rule: "nnm",
+            n,
+            f: num_byzantine,
+            need: format!("n > f = {num_byzantine}"),
+        });
+    }
+    let keep = n - num_byzantine;
+    let dist = pairwise_sq_distances(rows);
+    let mut out = vec![0f32; n * d];
+    for (i, row_out) in out.chunks_mut(d).enumerate() {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| {
+            dist[i * n + a]
+                .total_cmp(&dist[i * n + b])
+                .then((a != i).cmp(&(b != i)))
+                .then(a.cmp(&b))
+        });
+        let chosen: Vec<&[f32]> = order[..keep].iter().map(|&j| rows[j]).collect();
+        weighted_sum(&chosen, &vec![1.0 / keep as f64; keep], row_out);
+    }
+    Ok(out)
+}
