@@ -121,16 +121,32 @@ pub fn krum(
     fedavg(&chosen, w.as_deref())
 }
 
-/// Median of `v` (mean of the two middle values when `len` is even, as NumPy).
+/// Rewrites floats in place as `u32` keys whose unsigned order is the floats' total order, so
+/// selection compares integers. Exact for every finite value (inputs are screened).
+fn to_keys(v: &mut [f32]) -> &mut [u32] {
+    // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a u32.
+    let keys: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) };
+    for k in keys.iter_mut() {
+        *k = if *k >> 31 == 1 { !*k } else { *k | 0x8000_0000 };
+    }
+    keys
+}
+
+fn from_key(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 == 1 { k & 0x7fff_ffff } else { !k })
+}
+
+/// Median of `v` (mean of the two middle values when `len` is even, as NumPy). Scrambles `v`.
 fn median_of(v: &mut [f32]) -> f32 {
     let n = v.len();
     let mid = n / 2;
-    let (lower, m, _) = v.select_nth_unstable_by(mid, f32::total_cmp);
+    let keys = to_keys(v);
+    let (lower, m, _) = keys.select_nth_unstable(mid);
     if n % 2 == 1 {
-        *m
+        from_key(*m)
     } else {
-        let below = lower.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        ((below as f64 + *m as f64) / 2.0) as f32
+        let below = from_key(lower.iter().copied().max().unwrap_or(*m));
+        ((below as f64 + from_key(*m) as f64) / 2.0) as f32
     }
 }
 
@@ -160,11 +176,13 @@ pub fn trimmed_mean(rows: &[&[f32]], beta: f64) -> Result<Vec<f32>, FlError> {
     let (lo, hi) = (cut, n - cut);
     let mut out = vec![0f32; d];
     per_coordinate(rows, &mut out, |v, _| {
-        if cut > 0 {
-            v.select_nth_unstable_by(lo, f32::total_cmp);
-            v[lo..].select_nth_unstable_by(hi - 1 - lo, f32::total_cmp);
+        if cut == 0 {
+            return (v.iter().map(|&x| x as f64).sum::<f64>() / n as f64) as f32;
         }
-        let s: f64 = v[lo..hi].iter().map(|&x| x as f64).sum();
+        let keys = to_keys(v);
+        keys.select_nth_unstable(lo);
+        keys[lo..].select_nth_unstable(hi - 1 - lo);
+        let s: f64 = keys[lo..hi].iter().map(|&k| from_key(k) as f64).sum();
         (s / (hi - lo) as f64) as f32
     });
     Ok(out)
@@ -217,7 +235,8 @@ pub fn bulyan(rows: &[&[f32]], num_byzantine: usize) -> Result<Vec<f32>, FlError
     let chosen: Vec<&[f32]> = selected.iter().map(|&i| rows[i]).collect();
     let mut out = vec![0f32; d];
     per_coordinate(&chosen, &mut out, |v, _| {
-        let med = median_of(&mut v.to_vec());
+        let mut scratch = v.to_vec();
+        let med = median_of(&mut scratch);
         v.select_nth_unstable_by(beta - 1, |a, b| (a - med).abs().total_cmp(&(b - med).abs()));
         let s: f64 = v[..beta].iter().map(|&x| x as f64).sum();
         (s / beta as f64) as f32
