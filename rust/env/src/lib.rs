@@ -13,4 +13,4 @@ mod vec_env;
 pub use config::{AutoresetMode, EnvConfig, InvalidAction, RewardConfig, RoutingConfig};
 pub use error::EnvError;
 pub use meshrl_twin as twin;
-pub use vec_env::{Outcome, StepBuffers, StepInfo, VecEnv};
+pub use vec_env::{episode_seed, Outcome, StepBuffers, StepInfo, VecEnv};

@@ -29,6 +29,8 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepInfo {
     pub outcome: Outcome,
+    /// Index of the episode (packet) within this environment, from 0 at each seeded reset.
+    pub episode: u64,
     /// `LossCause as u8` when `outcome == Lost`, else 0.
     pub loss_cause: u8,
     /// The environment started a new episode in this step (its action was ignored under
@@ -51,7 +53,12 @@ pub struct StepInfo {
 /// The state of one environment: one packet on its way.
 #[derive(Clone, Debug)]
 struct Packet {
+    /// The episode's random stream: source and destination, then every hop's frame losses
+    /// and relay behaviour. Reseeded per episode from (`seed`, `episode`), so episode `j` of
+    /// environment `i` sees the same draws under any policy.
     rng: Xoshiro256PlusPlus,
+    seed: u64,
+    episode: u64,
     source: u32,
     dest: u32,
     node: u32,
@@ -204,6 +211,8 @@ impl VecEnv {
         self.packets = (0..self.num_envs)
             .map(|i| Packet {
                 rng: Xoshiro256PlusPlus::seed_from_u64(seed_of(i)),
+                seed: seed_of(i),
+                episode: 0,
                 source: 0,
                 dest: 0,
                 node: 0,
@@ -367,6 +376,7 @@ fn observe(twin: &mut Twin, p: &Packet, obs: &mut [f32], mask: &mut [i8]) {
 fn info_of(p: &Packet, outcome: Outcome, loss_cause: u8, reset: bool) -> StepInfo {
     StepInfo {
         outcome,
+        episode: p.episode.saturating_sub(1),
         loss_cause,
         reset,
         source: p.source,
@@ -379,9 +389,22 @@ fn info_of(p: &Packet, outcome: Outcome, loss_cause: u8, reset: bool) -> StepInf
     }
 }
 
+/// Seed of episode `episode` of the environment seeded `seed` (SplitMix64 finalizer).
+pub fn episode_seed(seed: u64, episode: u64) -> u64 {
+    let mut z = seed
+        ^ episode
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0x632B_E59B_D9B4_E019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Samples a source with a neighbour and a destination at least `min_hops` away; after 64
 /// failed draws (a shattered mesh) takes any two distinct active nodes.
 fn start_episode(cfg: &EnvConfig, twin: &mut Twin, p: &mut Packet) {
+    p.rng = Xoshiro256PlusPlus::seed_from_u64(episode_seed(p.seed, p.episode));
+    p.episode += 1;
     let n = twin.num_nodes();
     let min_hops = cfg.env.min_hops;
     let pick_active = |twin: &Twin, rng: &mut Xoshiro256PlusPlus| loop {
@@ -438,7 +461,7 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
         }
         let (u, slot) = (p.node as usize, actions[j] as usize);
         let link = g.twin.link_metrics(u)[slot];
-        let hop = g.twin.transmit(u, slot, p.dest as usize);
+        let hop = g.twin.transmit(u, slot, p.dest as usize, &mut p.rng);
         p.hops += 1;
         p.latency_ms += hop.latency_ms;
         let (outcome, cause) = match hop.lost {

@@ -41,7 +41,9 @@ macro_rules! dispatch {
             unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 // SAFETY: the features were detected at run time.
                 unsafe { wide(|| $body) }
             } else {
@@ -67,7 +69,13 @@ pub(crate) fn weighted_sum(rows: &[&[f32]], w: &[f64], out: &mut [f32]) {
         |acc, (b, out_block)| {
             let start = b * SUM_BLOCK;
             let len = out_block.len();
-            dispatch!(weighted_sum_block(rows, w, start, &mut acc[..len], out_block))
+            dispatch!(weighted_sum_block(
+                rows,
+                w,
+                start,
+                &mut acc[..len],
+                out_block
+            ))
         },
     );
 }

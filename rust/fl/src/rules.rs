@@ -125,7 +125,8 @@ pub fn krum(
 /// selection compares integers. Exact for every finite value (inputs are screened).
 fn to_keys(v: &mut [f32]) -> &mut [u32] {
     // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a u32.
-    let keys: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) };
+    let keys: &mut [u32] =
+        unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) };
     for k in keys.iter_mut() {
         *k = if *k >> 31 == 1 { !*k } else { *k | 0x8000_0000 };
     }

@@ -1,6 +1,6 @@
 //! The twin: a mesh's state as it evolves tick by tick, and packet forwarding over it.
 
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::radio;
@@ -363,7 +363,18 @@ impl Twin {
 
     /// Sends a packet from `u` through neighbour-table `slot` towards `dest`: MAC attempts,
     /// queueing and the relay's behaviour. The packet joins the neighbour's queue.
-    pub fn transmit(&mut self, u: usize, slot: usize, dest: usize) -> Hop {
+    ///
+    /// The hop's randomness (frame losses, the relay's drop or delay) comes from `rng`, the
+    /// packet's own stream, never from the twin's: the mesh evolves the same way whatever
+    /// route a policy picks, which is what makes policy comparisons paired (common random
+    /// numbers).
+    pub fn transmit<R: Rng + ?Sized>(
+        &mut self,
+        u: usize,
+        slot: usize,
+        dest: usize,
+        rng: &mut R,
+    ) -> Hop {
         let i = u * self.k + slot;
         let v = self.table[i];
         if slot >= self.k || v == NO_NEIGHBOR {
@@ -381,7 +392,7 @@ impl Twin {
         let mut delivered = false;
         for _ in 0..=self.cfg.radio.mac_retries {
             attempts += 1;
-            if self.rng.random::<f64>() >= loss {
+            if rng.random::<f64>() >= loss {
                 delivered = true;
                 break;
             }
@@ -404,7 +415,9 @@ impl Twin {
         latency += self.queue[vi] * self.full_queue_delay_ms();
         if vi != dest {
             self.queue[vi] = (self.queue[vi] + one_packet).min(1.0);
-            let dropped = self.observe_forwarding(vi);
+            let dropped =
+                self.untrusted[vi] && rng.random::<f64>() < self.cfg.trust.drop_probability;
+            self.record_forwarding(vi, dropped);
             if dropped {
                 return Hop {
                     next: v,
@@ -412,7 +425,7 @@ impl Twin {
                     lost: Some(LossCause::UntrustedDrop),
                 };
             }
-            if self.untrusted[vi] && self.rng.random::<f64>() < self.cfg.trust.delay_probability {
+            if self.untrusted[vi] && rng.random::<f64>() < self.cfg.trust.delay_probability {
                 latency += self.cfg.trust.delay_ms as f32;
             }
         }
@@ -522,17 +535,21 @@ impl Twin {
         (t.queue_capacity_packets / t.service_packets_per_tick * t.tick_ms) as f32
     }
 
-    /// Node `v` makes one forwarding decision that its neighbours overhear; returns whether it
-    /// dropped the packet. Updates the Beta-reputation trust score `(f + 1) / (f + d + 2)`.
-    fn observe_forwarding(&mut self, v: usize) -> bool {
+    /// Node `v` makes one (background) forwarding decision that its neighbours overhear.
+    fn observe_forwarding(&mut self, v: usize) {
         let dropped =
             self.untrusted[v] && self.rng.random::<f64>() < self.cfg.trust.drop_probability;
+        self.record_forwarding(v, dropped);
+    }
+
+    /// Updates `v`'s Beta-reputation trust score `(f + 1) / (f + d + 2)` with one overheard
+    /// forwarding decision, older ones decayed by `trust.forgetting`.
+    fn record_forwarding(&mut self, v: usize, dropped: bool) {
         let lambda = self.cfg.trust.forgetting as f32;
         self.trust_forwarded[v] = self.trust_forwarded[v] * lambda + (!dropped) as u8 as f32;
         self.trust_dropped[v] = self.trust_dropped[v] * lambda + dropped as u8 as f32;
         self.trust[v] = (self.trust_forwarded[v] + 1.0)
             / (self.trust_forwarded[v] + self.trust_dropped[v] + 2.0);
-        dropped
     }
 
     fn move_nodes(&mut self) {

@@ -3,6 +3,11 @@ use meshrl_twin::{
     TwinConfig, NO_NEIGHBOR, UNREACHABLE,
 };
 use proptest::prelude::*;
+use rand::SeedableRng;
+
+fn stream() -> rand_xoshiro::Xoshiro256PlusPlus {
+    rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(99)
+}
 
 fn topologies_dir() -> std::path::PathBuf {
     std::env::var_os("MESHRL_TOPOLOGIES")
@@ -74,11 +79,12 @@ fn same_seed_same_run_bit_for_bit() {
     c.traffic.background_packets_per_tick = 0.7;
     let run = |seed| {
         let mut t = Twin::new(&c, seed).unwrap();
+        let mut rng = stream();
         let mut trace = Vec::new();
         for step in 0..300 {
             let u = step % t.num_nodes();
             if let Some(s) = t.neighbors(u).iter().position(|&v| v != NO_NEIGHBOR) {
-                let hop = t.transmit(u, s, (u + 1) % t.num_nodes());
+                let hop = t.transmit(u, s, (u + 1) % t.num_nodes(), &mut rng);
                 trace.push((
                     hop.next,
                     hop.latency_ms.to_bits(),
@@ -196,8 +202,9 @@ fn untrusted_nodes_earn_low_trust_and_drop_packets() {
         .unwrap();
     let dest = (0..50).find(|&d| d != u && d != v).unwrap();
     let mut drops = 0;
+    let mut rng = stream();
     for _ in 0..2000 {
-        if t.transmit(u, s, dest).lost == Some(LossCause::UntrustedDrop) {
+        if t.transmit(u, s, dest, &mut rng).lost == Some(LossCause::UntrustedDrop) {
             drops += 1;
         }
         t.tick();
@@ -223,8 +230,9 @@ fn queues_fill_with_traffic_and_drain() {
     let dest = (0..16).find(|&d| d != u && d != v).unwrap();
     let before = t.link_metrics(u)[s].latency_ms;
     let mut congested = false;
+    let mut rng = stream();
     for _ in 0..30 {
-        congested |= t.transmit(u, s, dest).lost == Some(LossCause::Congestion);
+        congested |= t.transmit(u, s, dest, &mut rng).lost == Some(LossCause::Congestion);
     }
     assert!(congested, "a 10-packet queue took 30 packets in one tick");
     assert!((t.queue(v) - 1.0).abs() < 1e-6);

@@ -1,0 +1,136 @@
+//! Runs a router over the packets of a scenario and records every episode.
+//!
+//! Common random numbers: the twin's own evolution (churn, degradation, mobility, background
+//! traffic, watchdog observations) draws from the twin's RNG, which no routing choice touches,
+//! and episode `j` of environment `i` draws its source, destination and every hop's losses from
+//! a stream seeded by (`seed + i`, `j`). Two policies therefore route the same packets over the
+//! same mesh evolution (queues aside, which their own traffic fills), and episodes pair up by
+//! (environment, episode).
+
+use meshrl_env::{AutoresetMode, EnvConfig, EnvError, InvalidAction, Outcome, VecEnv};
+use serde::Serialize;
+
+use crate::baselines::{Decision, Router};
+
+/// One finished packet.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Episode {
+    pub env: u32,
+    pub episode: u64,
+    pub outcome: u8,
+    /// `LossCause as u8` when lost, else 0.
+    pub loss_cause: u8,
+    /// End-to-end latency, ms.
+    pub latency_ms: f32,
+    pub hops: u32,
+    pub shortest_hops: u32,
+    pub source: u32,
+    pub destination: u32,
+}
+
+impl Episode {
+    pub fn delivered(&self) -> bool {
+        self.outcome == Outcome::Delivered as u8
+    }
+}
+
+/// How many packets, over how many parallel environments, from which seed.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalOptions {
+    /// Packets to route in total (rounded up to a multiple of `num_envs`).
+    pub episodes: usize,
+    pub num_envs: usize,
+    pub seed: u64,
+}
+
+/// Routes `opts.episodes` packets of scenario `cfg` with `router`; episodes come back sorted
+/// by (environment, episode), the pairing key across policies.
+pub fn evaluate(
+    cfg: &EnvConfig,
+    router: &mut dyn Router,
+    opts: &EvalOptions,
+) -> Result<Vec<Episode>, EnvError> {
+    let mut cfg = cfg.clone();
+    cfg.env.autoreset_mode = AutoresetMode::NextStep;
+    cfg.env.invalid_action = InvalidAction::Lose;
+    let num_envs = opts.num_envs.clamp(1, opts.episodes.max(1));
+    let per_env = opts.episodes.div_ceil(num_envs) as u64;
+    let per_twin = cfg.env.envs_per_twin;
+    let ttl = cfg.env.ttl as u64;
+    let mut env = VecEnv::new(cfg, num_envs)?;
+    env.reset(Some(opts.seed))?;
+    router.reset();
+    let (k, d) = (env.max_neighbors(), env.obs_dim());
+    let mut episodes = Vec::with_capacity(num_envs * per_env as usize);
+    let mut done_count = vec![0u64; num_envs];
+    let mut finished = vec![false; num_envs];
+    let mut actions = vec![0i64; num_envs];
+    let mut before = vec![0f32; num_envs];
+    let max_steps = per_env * (ttl + 2) + 16;
+    for _ in 0..max_steps {
+        if done_count.iter().all(|&c| c >= per_env) {
+            break;
+        }
+        {
+            let b = env.buffers();
+            for i in 0..num_envs {
+                let info = &b.info[i];
+                before[i] = info.latency_ms;
+                actions[i] = if finished[i] {
+                    0 // ignored: this step resets the environment
+                } else {
+                    let decision = Decision {
+                        env: i,
+                        obs: &b.obs[i * d..(i + 1) * d],
+                        mask: &b.mask[i * k..(i + 1) * k],
+                        node: info.node as usize,
+                        dest: info.destination as usize,
+                        episode: info.episode,
+                        hops: info.path_length,
+                    };
+                    router.next_hop(i / per_twin, env.twin_of(i), &decision) as i64
+                };
+            }
+        }
+        let from: Vec<(usize, usize)> = env
+            .buffers()
+            .info
+            .iter()
+            .map(|i| (i.node as usize, i.destination as usize))
+            .collect();
+        env.step(&actions)?;
+        let b = env.buffers();
+        for i in 0..num_envs {
+            let info = b.info[i];
+            if !finished[i] {
+                let (node, dest) = from[i];
+                router.feedback(
+                    i / per_twin,
+                    env.twin_of(i),
+                    node,
+                    actions[i] as usize,
+                    dest,
+                    &info,
+                    info.latency_ms - before[i],
+                );
+            }
+            finished[i] = b.terminated[i] || b.truncated[i];
+            if finished[i] && info.episode < per_env {
+                done_count[i] += 1;
+                episodes.push(Episode {
+                    env: i as u32,
+                    episode: info.episode,
+                    outcome: info.outcome as u8,
+                    loss_cause: info.loss_cause,
+                    latency_ms: info.latency_ms,
+                    hops: info.path_length,
+                    shortest_hops: info.shortest_hops,
+                    source: info.source,
+                    destination: info.destination,
+                });
+            }
+        }
+    }
+    episodes.sort_by_key(|e| (e.env, e.episode));
+    Ok(episodes)
+}

@@ -1,0 +1,268 @@
+use meshrl_env::twin::{TopologyKind, Twin, TwinConfig, NO_NEIGHBOR};
+use meshrl_env::EnvConfig;
+use meshrl_eval::baselines::{Decision, Router};
+use meshrl_eval::{baseline, evaluate, stats, EvalOptions, BASELINES};
+
+fn scenario(name: &str) -> EnvConfig {
+    EnvConfig::from_toml_file(format!(
+        "{}/../../configs/eval/{name}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A twin from a meshnet-lab JSON written to a temp file: `links` are (a, b, tq).
+fn twin_from(links: &[(u32, u32, f64)], nodes: u32, tag: &str) -> Twin {
+    let nodes_json: Vec<String> = (0..nodes).map(|i| format!("{{\"id\": {i}}}")).collect();
+    let links_json: Vec<String> = links
+        .iter()
+        .map(|(a, b, q)| format!("{{\"source\": {a}, \"target\": {b}, \"source_tq\": {q}, \"target_tq\": {q}, \"type\": \"wifi\"}}"))
+        .collect();
+    let path = std::env::temp_dir().join(format!("meshrl-test-{tag}-{}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "{{\"nodes\": [{}], \"links\": [{}]}}",
+            nodes_json.join(","),
+            links_json.join(",")
+        ),
+    )
+    .unwrap();
+    let mut cfg = TwinConfig::default();
+    cfg.topology.kind = TopologyKind::File;
+    cfg.topology.path = Some(path.to_string_lossy().into_owned());
+    let twin = Twin::new(&cfg, 0).unwrap();
+    std::fs::remove_file(path).ok();
+    twin
+}
+
+/// The neighbour `router` picks at `node` for `dest`.
+fn pick(router: &mut dyn Router, twin: &mut Twin, node: usize, dest: usize) -> u32 {
+    twin.refresh_hop_distances(dest);
+    let mask: Vec<i8> = twin
+        .neighbors(node)
+        .iter()
+        .map(|&v| (v != NO_NEIGHBOR) as i8)
+        .collect();
+    let obs = vec![0f32; 49];
+    let d = Decision {
+        env: 0,
+        obs: &obs,
+        mask: &mask,
+        node,
+        dest,
+        episode: 0,
+        hops: 0,
+    };
+    let slot = router.next_hop(0, twin, &d);
+    twin.neighbors(node)[slot]
+}
+
+#[test]
+fn shortest_path_finds_the_shortest_path() {
+    // A ring 0-1-2-3-4-5-0 with a chord 0-3: from 0 to 3 the chord is one hop.
+    let mut twin = twin_from(
+        &[
+            (0, 1, 0.9),
+            (1, 2, 0.9),
+            (2, 3, 0.9),
+            (3, 4, 0.9),
+            (4, 5, 0.9),
+            (5, 0, 0.9),
+            (0, 3, 0.9),
+        ],
+        6,
+        "sp",
+    );
+    let mut sp = baseline("shortest_path", 0).unwrap();
+    assert_eq!(pick(sp.as_mut(), &mut twin, 0, 3), 3);
+    // From 1, both 0 and 2 are one hop from 3; ties go to the lowest slot (node 0).
+    assert_eq!(pick(sp.as_mut(), &mut twin, 1, 3), 0);
+    assert_eq!(pick(sp.as_mut(), &mut twin, 1, 2), 2);
+    // On a static mesh, every delivered packet under shortest path took exactly the shortest
+    // path's hop count.
+    let eps = evaluate(
+        &scenario("static"),
+        sp.as_mut(),
+        &EvalOptions {
+            episodes: 2000,
+            num_envs: 64,
+            seed: 1,
+        },
+    )
+    .unwrap();
+    let delivered: Vec<_> = eps.iter().filter(|e| e.delivered()).collect();
+    assert!(delivered.len() > 1000);
+    assert!(delivered.iter().all(|e| e.hops == e.shortest_hops));
+}
+
+#[test]
+fn etx_avoids_a_short_lossy_link_for_a_longer_clean_one() {
+    // 0 -> 3 directly over a lossy link (tq 0.3), or over 1 or 2 on clean links (tq 0.99).
+    let mut twin = twin_from(
+        &[
+            (0, 3, 0.3),
+            (0, 1, 0.99),
+            (1, 3, 0.99),
+            (0, 2, 0.99),
+            (2, 3, 0.99),
+        ],
+        4,
+        "etx",
+    );
+    let mut sp = baseline("shortest_path", 0).unwrap();
+    let mut etx = baseline("etx", 0).unwrap();
+    let mut oracle = baseline("oracle", 0).unwrap();
+    assert_eq!(
+        pick(sp.as_mut(), &mut twin, 0, 3),
+        3,
+        "hop count takes the lossy shortcut"
+    );
+    assert!(
+        [1, 2].contains(&pick(etx.as_mut(), &mut twin, 0, 3)),
+        "ETX must go around"
+    );
+    assert!([1, 2].contains(&pick(oracle.as_mut(), &mut twin, 0, 3)));
+    // But a clean one-hop link beats two clean hops.
+    let mut twin = twin_from(&[(0, 3, 0.95), (0, 1, 0.99), (1, 3, 0.99)], 4, "etx2");
+    etx.reset(); // a router's per-twin state belongs to the twins it was used on
+    assert_eq!(pick(etx.as_mut(), &mut twin, 0, 3), 3);
+}
+
+#[test]
+fn oracle_avoids_untrusted_relays_that_etx_cannot_see() {
+    let mut cfg = TwinConfig::default();
+    cfg.topology.kind = TopologyKind::Grid;
+    cfg.topology.num_nodes = 9;
+    let twin = Twin::new(&cfg, 0).unwrap();
+    assert!(twin.num_nodes() == 9);
+    let mut untrusted = scenario("untrusted");
+    untrusted.trust.drop_probability = 0.9;
+    let opts = EvalOptions {
+        episodes: 3000,
+        num_envs: 96,
+        seed: 2,
+    };
+    let run = |name: &str| {
+        let mut r = baseline(name, 0).unwrap();
+        evaluate(&untrusted, r.as_mut(), &opts).unwrap()
+    };
+    let (o, e) = (run("oracle"), run("etx"));
+    let paired = stats::compare("oracle", &o, "etx", &e, "untrusted", 0);
+    assert!(
+        paired.delivery_diff > 0.0 && paired.delivery_significant,
+        "{paired:?}"
+    );
+}
+
+#[test]
+fn oracle_never_does_worse_than_etx_on_average() {
+    for name in ["static", "lossy", "churn", "untrusted"] {
+        let cfg = scenario(name);
+        let opts = EvalOptions {
+            episodes: 2000,
+            num_envs: 64,
+            seed: 3,
+        };
+        let mut oracle = baseline("oracle", 0).unwrap();
+        let mut etx = baseline("etx", 0).unwrap();
+        let o = stats::summarize(
+            "oracle",
+            name,
+            &evaluate(&cfg, oracle.as_mut(), &opts).unwrap(),
+            0,
+        );
+        let e = stats::summarize(
+            "etx",
+            name,
+            &evaluate(&cfg, etx.as_mut(), &opts).unwrap(),
+            0,
+        );
+        assert!(
+            o.delivery_ratio >= e.delivery_ratio - 0.005,
+            "{name}: oracle {} etx {}",
+            o.delivery_ratio,
+            e.delivery_ratio
+        );
+    }
+}
+
+#[test]
+fn common_random_numbers_are_common() {
+    let cfg = scenario("churn");
+    let opts = EvalOptions {
+        episodes: 1000,
+        num_envs: 50,
+        seed: 9,
+    };
+    for name in BASELINES {
+        let mut a = baseline(name, 0).unwrap();
+        let mut b = baseline(name, 0).unwrap();
+        assert_eq!(
+            evaluate(&cfg, a.as_mut(), &opts).unwrap(),
+            evaluate(&cfg, b.as_mut(), &opts).unwrap(),
+            "{name}"
+        );
+    }
+    // Different policies route the same packets: the first packet of every environment is
+    // identical, and on a static mesh every packet is.
+    let static_cfg = scenario("static");
+    let mut sp = baseline("shortest_path", 0).unwrap();
+    let mut rnd = baseline("random", 0).unwrap();
+    let x = evaluate(&static_cfg, sp.as_mut(), &opts).unwrap();
+    let y = evaluate(&static_cfg, rnd.as_mut(), &opts).unwrap();
+    assert_eq!(x.len(), 1000);
+    assert_eq!(y.len(), 1000);
+    for (p, q) in x.iter().zip(&y) {
+        assert_eq!(
+            (p.env, p.episode, p.source, p.destination),
+            (q.env, q.episode, q.source, q.destination)
+        );
+    }
+}
+
+#[test]
+fn every_baseline_routes_and_beats_random_where_it_should() {
+    let cfg = scenario("static");
+    let opts = EvalOptions {
+        episodes: 1500,
+        num_envs: 64,
+        seed: 4,
+    };
+    let ratio = |name: &str| {
+        let mut r = baseline(name, 0).unwrap();
+        let eps = evaluate(&cfg, r.as_mut(), &opts).unwrap();
+        assert_eq!(eps.len(), 1536, "{name}");
+        stats::summarize(name, "static", &eps, 0).delivery_ratio
+    };
+    let random = ratio("random");
+    for name in [
+        "shortest_path",
+        "etx",
+        "latency",
+        "greedy_hops",
+        "q_routing",
+        "oracle",
+    ] {
+        let r = ratio(name);
+        assert!(r > random + 0.2, "{name} {r} vs random {random}");
+    }
+}
+
+#[test]
+fn freifunk_scenario_evaluates() {
+    let cfg = scenario("freifunk-ulm");
+    let mut etx = baseline("etx", 0).unwrap();
+    let eps = evaluate(
+        &cfg,
+        etx.as_mut(),
+        &EvalOptions {
+            episodes: 256,
+            num_envs: 64,
+            seed: 0,
+        },
+    )
+    .unwrap();
+    let s = stats::summarize("etx", "freifunk-ulm", &eps, 0);
+    assert!(s.delivery_ratio > 0.2, "{s:?}");
+}
