@@ -32,7 +32,7 @@ LOSS_CAUSES: tuple[str, ...] = tuple(_core.LOSS_CAUSES)
 OUTCOMES: tuple[str, ...] = tuple(_core.OUTCOMES)
 """Names of ``info["outcome"]`` codes."""
 
-_INFO_KEYS = ("outcome", "loss_cause", "source", "destination", "node", "path_length",
+_INFO_KEYS = ("outcome", "episode", "loss_cause", "source", "destination", "node", "path_length",
               "shortest_hops", "latency_ms", "episode_return")
 
 

@@ -54,6 +54,7 @@ fn info_dict<'py>(py: Python<'py>, infos: &[StepInfo]) -> PyResult<Bound<'py, Py
         };
     }
     column!("outcome", |i: &StepInfo| i.outcome as u8);
+    column!("episode", |i: &StepInfo| i.episode as i64);
     column!("loss_cause", |i: &StepInfo| i.loss_cause);
     column!("reset", |i: &StepInfo| i.reset);
     column!("source", |i: &StepInfo| i.source as i64);

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod env;
 mod error;
+mod eval;
 mod fl;
 
 #[pymodule]
@@ -17,5 +18,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InternalError", py.get_type::<error::InternalError>())?;
     env::register(m)?;
     fl::register(m)?;
+    eval::register(m)?;
     Ok(())
 }

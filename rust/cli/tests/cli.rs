@@ -1,0 +1,114 @@
+use std::process::Command;
+
+fn meshrl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meshrl"))
+}
+
+fn config(rel: &str) -> String {
+    format!("{}/../../configs/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn eval_prints_a_table_and_writes_csv_json_and_png() {
+    let dir = std::env::temp_dir().join(format!("meshrl-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (csv, png) = (dir.join("r.csv"), dir.join("r.png"));
+    let out = meshrl()
+        .args([
+            "eval",
+            "--policy",
+            "baseline:etx",
+            "--policy",
+            "baseline:shortest_path",
+            "--episodes",
+            "300",
+            "--seed",
+            "1",
+        ])
+        .args([
+            "--scenario",
+            &config("eval/lossy.toml"),
+            "--scenario",
+            &config("eval/static.toml"),
+        ])
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--plot")
+        .arg(&png)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("baseline:etx") && stdout.contains("lossy") && stdout.contains("static"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("significant"), "{stdout}");
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv_text.lines().count(), 5, "{csv_text}");
+    assert!(csv_text.starts_with("scenario,policy,episodes,delivered,delivery_ratio"));
+    let png_bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n");
+
+    let out = meshrl()
+        .args([
+            "eval",
+            "--policy",
+            "baseline:random",
+            "--episodes",
+            "100",
+            "--json",
+            "--scenario",
+            &config("eval/static.toml"),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summaries"][0]["episodes"], 100); // environments are clamped to the packets asked for
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn eval_errors_are_clear() {
+    for (args, needle) in [
+        (
+            vec!["eval", "--policy", "baseline:magic", "--scenario", "x.toml"],
+            "unknown baseline `magic`",
+        ),
+        (
+            vec!["eval", "--policy", "etx", "--scenario", "x.toml"],
+            "use baseline:NAME",
+        ),
+        (
+            vec![
+                "eval",
+                "--policy",
+                "baseline:etx",
+                "--scenario",
+                "missing.toml",
+            ],
+            "missing.toml",
+        ),
+        (
+            vec![
+                "eval",
+                "--policy",
+                "baseline:etx",
+                "--episodes",
+                "0",
+                "--scenario",
+                "x.toml",
+            ],
+            "--episodes",
+        ),
+    ] {
+        let out = meshrl().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
