@@ -258,7 +258,7 @@ impl VecEnv {
     fn start_all(&mut self) -> Result<(), EnvError> {
         let cfg = &self.cfg;
         let groups = split_groups(cfg, &mut self.twins, &mut self.packets, &mut self.buffers);
-        groups.into_par_iter().for_each(|g| {
+        let start = |g: GroupView<'_>| {
             for j in 0..g.packets.len() {
                 start_episode(cfg, g.twin, &mut g.packets[j]);
                 let (o, m) = rows(g.obs, g.mask, j, g.twin.max_neighbors());
@@ -268,7 +268,13 @@ impl VecEnv {
                 g.truncated[j] = false;
                 g.info[j] = info_of(&g.packets[j], Outcome::InFlight, 0, true);
             }
-        });
+        };
+        // One twin: stay on this thread (a rayon hand-off costs more than a small step).
+        if groups.len() == 1 {
+            groups.into_iter().for_each(start);
+        } else {
+            groups.into_par_iter().for_each(start);
+        }
         self.ready = true;
         Ok(())
     }
@@ -306,10 +312,14 @@ impl VecEnv {
         let per = self.cfg.env.envs_per_twin;
         let cfg = &self.cfg;
         let groups = split_groups(cfg, &mut self.twins, &mut self.packets, &mut self.buffers);
-        groups
-            .into_par_iter()
-            .zip(actions.par_chunks(per))
-            .for_each(|(g, acts)| step_group(cfg, g, acts));
+        if groups.len() == 1 {
+            groups.into_iter().for_each(|g| step_group(cfg, g, actions));
+        } else {
+            groups
+                .into_par_iter()
+                .zip(actions.par_chunks(per))
+                .for_each(|(g, acts)| step_group(cfg, g, acts));
+        }
         Ok(())
     }
 }
