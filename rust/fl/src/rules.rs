@@ -37,17 +37,18 @@ pub fn fedavg(rows: &[&[f32]], weights: Option<&[f32]>) -> Result<Vec<f32>, FlEr
     Ok(out)
 }
 
-/// Krum scores (Blanchard et al. 2017): for each client, the sum of squared Euclidean distances
-/// to its `max(1, n - f - 2)` nearest other clients. Returns (scores, distance matrix).
-pub fn krum_scores(rows: &[&[f32]], num_byzantine: usize) -> (Vec<f64>, Vec<f64>) {
-    let n = rows.len();
-    let dist = pairwise_sq_distances(rows);
-    let closest = (n.saturating_sub(num_byzantine + 2)).max(1);
-    let scores = (0..n)
-        .map(|i| {
-            let mut others: Vec<f64> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| dist[i * n + j])
+/// Krum scores (Blanchard et al. 2017) of the clients in `among` (indices into the `n × n`
+/// squared-distance matrix `dist`): for each, the sum of squared distances to its
+/// `max(1, m - f - 2)` nearest others in `among`, `m = among.len()`.
+fn scores_among(dist: &[f64], n: usize, among: &[usize], num_byzantine: usize) -> Vec<f64> {
+    let closest = (among.len().saturating_sub(num_byzantine + 2)).max(1);
+    among
+        .iter()
+        .map(|&i| {
+            let mut others: Vec<f64> = among
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| dist[i * n + j])
                 .collect();
             let k = closest.min(others.len());
             if k == 0 {
@@ -56,8 +57,15 @@ pub fn krum_scores(rows: &[&[f32]], num_byzantine: usize) -> (Vec<f64>, Vec<f64>
             others.select_nth_unstable_by(k - 1, f64::total_cmp);
             others[..k].iter().sum()
         })
-        .collect();
-    (scores, dist)
+        .collect()
+}
+
+/// Krum scores of every client. Returns (scores, squared-distance matrix).
+pub fn krum_scores(rows: &[&[f32]], num_byzantine: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = rows.len();
+    let dist = pairwise_sq_distances(rows);
+    let all: Vec<usize> = (0..n).collect();
+    (scores_among(&dist, n, &all, num_byzantine), dist)
 }
 
 fn check_krum(n: usize, f: usize, rule: &'static str) -> Result<(), FlError> {
@@ -211,24 +219,7 @@ pub fn bulyan(rows: &[&[f32]], num_byzantine: usize) -> Result<Vec<f32>, FlError
     let mut remaining: Vec<usize> = (0..n).collect();
     let mut selected = Vec::with_capacity(theta);
     for _ in 0..theta {
-        let m = remaining.len();
-        let closest = (m.saturating_sub(f + 2)).max(1);
-        let scores: Vec<f64> = remaining
-            .iter()
-            .map(|&i| {
-                let mut others: Vec<f64> = remaining
-                    .iter()
-                    .filter(|&&j| j != i)
-                    .map(|&j| dist[i * n + j])
-                    .collect();
-                let k = closest.min(others.len());
-                if k == 0 {
-                    return 0.0;
-                }
-                others.select_nth_unstable_by(k - 1, f64::total_cmp);
-                others[..k].iter().sum()
-            })
-            .collect();
+        let scores = scores_among(&dist, n, &remaining, f);
         let candidates: Vec<&[f32]> = remaining.iter().map(|&i| rows[i]).collect();
         let best = lowest(&scores, &candidates, 1)[0];
         selected.push(remaining.remove(best));
