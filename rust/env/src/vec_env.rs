@@ -399,15 +399,13 @@ fn info_of(p: &Packet, outcome: Outcome, loss_cause: u8, reset: bool) -> StepInf
     }
 }
 
-/// Seed of episode `episode` of the environment seeded `seed` (SplitMix64 finalizer).
+/// Seed of episode `episode` of the environment seeded `seed`.
 pub fn episode_seed(seed: u64, episode: u64) -> u64 {
-    let mut z = seed
-        ^ episode
+    meshrl_twin::splitmix64(
+        seed ^ episode
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(0x632B_E59B_D9B4_E019);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+            .wrapping_add(0x632B_E59B_D9B4_E019),
+    )
 }
 
 /// Samples a source with a neighbour and a destination at least `min_hops` away; after 64

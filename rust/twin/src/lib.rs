@@ -17,5 +17,5 @@ pub use config::{
     TwinConfig,
 };
 pub use error::TwinError;
-pub use topology::{Layout, LinkSpec};
+pub use topology::{splitmix64, Layout, LinkSpec};
 pub use twin::{Hop, LinkMetrics, LossCause, Twin, NO_NEIGHBOR, UNREACHABLE};

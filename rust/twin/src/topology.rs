@@ -62,8 +62,9 @@ impl Layout {
     }
 }
 
-/// SplitMix64: a stateless mix used to derive per-pair values from a seed.
-pub(crate) fn splitmix64(mut z: u64) -> u64 {
+/// SplitMix64's finalizer: a stateless mix used to derive independent seeds and per-pair
+/// values from a seed.
+pub fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
