@@ -26,6 +26,26 @@ struct Cli {
 enum Command {
     /// Route the same packets with each policy on each scenario and compare them.
     Eval(EvalArgs),
+    /// Train a PPO routing policy on the CPU and compare it with shortest-path routing.
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Training config (`configs/train/*.toml`): the environment, total steps, PPO settings.
+    config: PathBuf,
+    /// Folder for `metrics.csv` (one row per update, CleanRL's metric names).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override `total_steps`.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Override the PPO seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Packets for the final comparison with shortest path.
+    #[arg(long, default_value_t = 2048)]
+    eval_episodes: usize,
 }
 
 #[derive(clap::Args)]
@@ -74,7 +94,7 @@ fn policy_names(specs: &[String]) -> Result<Vec<String>, String> {
             }
             None if Path::new(spec).exists() => {
                 return Err(format!(
-                    "`{spec}`: evaluating trained policies needs the PPO trainer, which is not part of this build yet"
+                    "`{spec}`: loading saved policies is not implemented yet (checkpoints are an open part of the PPO issue); `meshrl train` evaluates the policy it trains"
                 ));
             }
             None => return Err(format!("unknown policy `{spec}`: use baseline:NAME")),
@@ -144,10 +164,111 @@ fn run_eval(args: &EvalArgs) -> Result<(), String> {
     Ok(())
 }
 
+const METRICS: &str = "global_step,charts/episodic_return,charts/SPS,charts/learning_rate,losses/policy_loss,losses/value_loss,losses/entropy,losses/approx_kl,losses/clipfrac,losses/explained_variance,routing/delivery_ratio,routing/latency_ms,routing/hops,time/env_s,time/inference_s,time/update_s";
+
+fn run_train(args: &TrainArgs) -> Result<(), String> {
+    use std::io::Write;
+    let (mut cfg, env_cfg) =
+        meshrl_ppo::TrainConfig::load(&args.config).map_err(|e| e.to_string())?;
+    if let Some(s) = args.steps {
+        cfg.total_steps = s;
+    }
+    if let Some(s) = args.seed {
+        cfg.ppo.seed = s;
+    }
+    let mut csv = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let path = dir.join("metrics.csv");
+            let mut f = std::fs::File::create(&path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            writeln!(f, "{METRICS}").map_err(|e| e.to_string())?;
+            Some(f)
+        }
+        None => None,
+    };
+    let mut trainer =
+        meshrl_ppo::Trainer::new(env_cfg.clone(), cfg.ppo.clone()).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let total = cfg.total_steps;
+    let mut io_error = None;
+    trainer
+        .train(total, |s| {
+            eprint!(
+                "\r[{:>5.1}%] step {:>9} | {:>7.0} SPS | return {:>6.2} | delivery {:.3} | hops {:>5.2} | kl {:.4} ",
+                (100.0 * s.global_step as f64 / total as f64).min(100.0), s.global_step, s.sps, s.episodic_return, s.delivery_ratio, s.hops, s.approx_kl
+            );
+            if let Some(f) = csv.as_mut() {
+                let row = format!(
+                    "{},{},{:.1},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4}",
+                    s.global_step, s.episodic_return, s.sps, s.learning_rate, s.policy_loss, s.value_loss, s.entropy,
+                    s.approx_kl, s.clipfrac, s.explained_variance, s.delivery_ratio, s.latency_ms, s.hops,
+                    s.env_s, s.inference_s, s.update_s
+                );
+                if let Err(e) = writeln!(f, "{row}") {
+                    io_error = Some(e.to_string());
+                    return false;
+                }
+            }
+            true
+        })
+        .map_err(|e| e.to_string())?;
+    eprintln!();
+    if let Some(e) = io_error {
+        return Err(format!("writing metrics failed: {e}"));
+    }
+    eprintln!(
+        "trained {} steps in {:.1} s",
+        trainer.global_step(),
+        start.elapsed().as_secs_f64()
+    );
+    // Compare on packets (and, for generated meshes, topologies) the training never saw.
+    let opts = EvalOptions {
+        episodes: args.eval_episodes,
+        num_envs: 64,
+        seed: cfg.ppo.seed.wrapping_add(1_000_003),
+    };
+    let mut rows = Vec::new();
+    for deterministic in [false, true] {
+        let mut router = meshrl_ppo::PolicyRouter {
+            trainer: &trainer,
+            name: if deterministic {
+                "ppo (greedy)".into()
+            } else {
+                "ppo".into()
+            },
+            deterministic,
+            seed: 0,
+        };
+        let eps = evaluate(&env_cfg, &mut router, &opts).map_err(|e| e.to_string())?;
+        rows.push(stats::summarize(&router.name, "eval", &eps, 0));
+    }
+    for name in ["shortest_path", "random"] {
+        let mut r = baseline(name, 0).expect("known baseline");
+        let eps = evaluate(&env_cfg, r.as_mut(), &opts).map_err(|e| e.to_string())?;
+        rows.push(stats::summarize(&r.name(), "eval", &eps, 0));
+    }
+    println!("delivery ratio on {} unseen packets:", rows[0].episodes);
+    for s in &rows {
+        println!(
+            "  {:<24} {:.3} [{:.3}, {:.3}]  latency {:.1} ms  hops {:.2}",
+            s.policy,
+            s.delivery_ratio,
+            s.delivery_ci.low,
+            s.delivery_ci.high,
+            s.latency_mean_ms,
+            s.hops_mean
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Eval(args) => run_eval(args),
+        Command::Train(args) => run_train(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

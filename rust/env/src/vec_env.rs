@@ -503,7 +503,8 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
                 p.relay_trust_sum += trust;
                 g.reward[j] = -rw.latency_weight * hop.latency_ms / 100.0
                     - rw.loss_weight * link.packet_loss
-                    + rw.trust_weight * trust;
+                    + rw.trust_weight * trust
+                    - rw.hop_cost;
                 if p.hops >= cfg.env.ttl {
                     g.truncated[j] = true;
                     (Outcome::TtlExpired, 0)

@@ -1,0 +1,119 @@
+//! PPO learns to route: seeded runs that must cross thresholds (a slow tier: run with
+//! `cargo test --release -p meshrl-ppo -- --include-ignored`).
+
+use meshrl_env::EnvConfig;
+use meshrl_eval::{baseline, evaluate, stats, EvalOptions};
+use meshrl_ppo::{PolicyRouter, PpoConfig, Trainer};
+
+/// The named config with 4 environments per twin: 64 environments train on 16 different
+/// meshes, so the policy must generalize rather than memorize one topology.
+fn env(name: &str) -> EnvConfig {
+    let mut cfg = EnvConfig::from_toml_file(format!(
+        "{}/../../configs/env/{name}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    cfg.env.envs_per_twin = 4;
+    cfg.reward.hop_cost = 0.5;
+    cfg
+}
+
+fn fast_config(seed: u64) -> PpoConfig {
+    PpoConfig {
+        num_envs: 64,
+        num_steps: 64,
+        epochs: 4,
+        minibatch_size: 1024,
+        learning_rate: 1e-3,
+        clip_value_loss: false,
+        seed,
+        ..PpoConfig::default()
+    }
+}
+
+/// Delivery ratio of a policy vs shortest path on the same packets.
+fn delivery(cfg: &EnvConfig, router: &mut dyn meshrl_eval::Router, seed: u64) -> f64 {
+    let eps = evaluate(
+        cfg,
+        router,
+        &EvalOptions {
+            episodes: 2048,
+            num_envs: 64,
+            seed,
+        },
+    )
+    .unwrap();
+    stats::summarize("p", "s", &eps, 0).delivery_ratio
+}
+
+#[test]
+#[ignore = "slow: learning tier"]
+fn ppo_matches_shortest_path_on_the_small_mesh() {
+    let cfg = env("small");
+    let mut trainer = Trainer::new(cfg.clone(), fast_config(1)).unwrap();
+    let t = std::time::Instant::now();
+    trainer
+        .train(600_000, |s| {
+            eprintln!(
+                "step {:>7} return {:6.2} delivery {:.3} hops {:.2} pg {:+.4} v {:.3} ent {:.3} kl {:.4} clip {:.3} ev {:.2} sps {:.0} (env {:.2}s inf {:.2}s upd {:.2}s)",
+                s.global_step, s.episodic_return, s.delivery_ratio, s.hops, s.policy_loss, s.value_loss, s.entropy,
+                s.approx_kl, s.clipfrac, s.explained_variance, s.sps, s.env_s, s.inference_s, s.update_s
+            );
+            true
+        })
+        .unwrap();
+    eprintln!("trained in {:.1} s", t.elapsed().as_secs_f64());
+    let greedy = delivery(
+        &cfg,
+        &mut PolicyRouter {
+            trainer: &trainer,
+            name: "ppo".into(),
+            deterministic: true,
+            seed: 0,
+        },
+        7,
+    );
+    let learned = delivery(
+        &cfg,
+        &mut PolicyRouter {
+            trainer: &trainer,
+            name: "ppo".into(),
+            deterministic: false,
+            seed: 0,
+        },
+        7,
+    );
+    eprintln!("greedy {greedy:.3}");
+    let sp = delivery(&cfg, baseline("shortest_path", 0).unwrap().as_mut(), 7);
+    let random = delivery(&cfg, baseline("random", 0).unwrap().as_mut(), 7);
+    eprintln!("delivery: ppo {learned:.3}, shortest path {sp:.3}, random {random:.3}");
+    assert!(
+        learned >= 0.95 * sp,
+        "ppo {learned} < 95% of shortest path {sp}"
+    );
+}
+
+#[test]
+#[ignore = "slow: learning tier"]
+fn ppo_beats_random_by_a_wide_margin_on_the_dynamic_mesh() {
+    let cfg = env("dynamic");
+    let mut trainer = Trainer::new(cfg.clone(), fast_config(2)).unwrap();
+    trainer.train(1_000_000, |_| true).unwrap();
+    let learned = delivery(
+        &cfg,
+        &mut PolicyRouter {
+            trainer: &trainer,
+            name: "ppo".into(),
+            deterministic: false,
+            seed: 0,
+        },
+        11,
+    );
+    let random = delivery(&cfg, baseline("random", 0).unwrap().as_mut(), 11);
+    let sp = delivery(&cfg, baseline("shortest_path", 0).unwrap().as_mut(), 11);
+    eprintln!("dynamic: ppo {learned:.3}, shortest path {sp:.3}, random {random:.3}");
+    assert!(
+        learned > 2.0 * random && learned > random + 0.2,
+        "ppo {learned} vs random {random}"
+    );
+}
