@@ -94,6 +94,19 @@ impl ModuleVisitor for GradScale<'_> {
     }
 }
 
+/// Forces every parameter's lazy initialization now.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// burn's device seed may be process-wide and parameters initialize lazily, so two trainers
+/// built at once could interleave their draws. Seeding and initialization happen under this lock.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Samples from masked logits on the CPU; returns (actions, log-probabilities).
 fn sample(
     logits: &[f32],
@@ -157,9 +170,14 @@ impl Trainer {
         let mut env = VecEnv::new(env_cfg, cfg.num_envs)?;
         env.reset(Some(cfg.seed))?;
         let device = Device::flex().autodiff();
-        device.seed(cfg.seed);
         let (obs_dim, k) = (env.obs_dim(), env.max_neighbors());
-        let model = ActorCritic::new(obs_dim, k, &cfg.hidden, &device);
+        let model = {
+            let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            device.seed(cfg.seed);
+            let model = ActorCritic::new(obs_dim, k, &cfg.hidden, &device);
+            model.visit(&mut Materialize);
+            model
+        };
         let optim = AdamConfig::new().with_epsilon(1e-5).init();
         let rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5050);
         Ok(Trainer {

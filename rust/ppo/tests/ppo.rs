@@ -110,18 +110,26 @@ fn masked_slots_are_never_chosen() {
     }
 }
 
+/// Bit-for-bit on one thread. On several, flex sums tensors of more than 64K elements as
+/// `par_chunks(64K).sum()`, and rayon combines the partial sums in a scheduling-dependent order.
 #[test]
 fn same_seed_same_training_on_the_cpu() {
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let run = |seed| {
-        let mut t = Trainer::new(env(), tiny(seed)).unwrap();
-        let s = t.train(8 * 16 * 3, |_| true).unwrap();
-        let obs = vec![0.1f32; 4 * (16 * 6 + 1)];
-        let mask = vec![1i8; 4 * 16];
-        (
-            s.policy_loss.to_bits(),
-            s.value_loss.to_bits(),
-            t.act(&obs, &mask, false, 3),
-        )
+        one_thread.install(|| {
+            let mut t = Trainer::new(env(), tiny(seed)).unwrap();
+            let s = t.train(8 * 16 * 3, |_| true).unwrap();
+            let obs = vec![0.1f32; 4 * (16 * 6 + 1)];
+            let mask = vec![1i8; 4 * 16];
+            (
+                s.policy_loss.to_bits(),
+                s.value_loss.to_bits(),
+                t.act(&obs, &mask, false, 3),
+            )
+        })
     };
     assert_eq!(run(3), run(3));
     assert_ne!(run(3).0, run(4).0);
