@@ -34,7 +34,8 @@ enum Command {
 struct TrainArgs {
     /// Training config (`configs/train/*.toml`): the environment, total steps, PPO settings.
     config: PathBuf,
-    /// Folder for `metrics.csv` (one row per update, CleanRL's metric names).
+    /// Folder for `metrics.csv` (one row per update, CleanRL's metric names) and the trained
+    /// `policy.weights`.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Override `total_steps`.
@@ -223,6 +224,11 @@ fn run_train(args: &TrainArgs) -> Result<(), String> {
         trainer.global_step(),
         start.elapsed().as_secs_f64()
     );
+    if let Some(dir) = &args.out {
+        let path = dir.join("policy.weights");
+        trainer.save(&path).map_err(|e| e.to_string())?;
+        eprintln!("saved {}", path.display());
+    }
     // Compare on packets (and, for generated meshes, topologies) the training never saw.
     let opts = EvalOptions {
         episodes: args.eval_episodes,

@@ -10,6 +10,7 @@ mod policy;
 mod router;
 mod train_config;
 mod trainer;
+pub mod weights;
 
 pub use config::{Activation, PpoConfig};
 pub use policy::{log_probs, ActorCritic, Mlp, MASKED_LOGIT};
@@ -27,4 +28,7 @@ pub enum PpoError {
     /// A loss or gradient became NaN or infinite; the update was not applied.
     #[error("non-finite {0} during the PPO update (lower the learning rate or check rewards)")]
     NonFinite(String),
+    /// Weights of the wrong size or value, or a bad weights file.
+    #[error("weights: {0}")]
+    Weights(String),
 }

@@ -516,6 +516,51 @@ impl Trainer {
         Ok(stats)
     }
 
+    /// The policy's parameters as one flat vector (actor then critic), for federated learning.
+    pub fn get_weights(&self) -> Vec<f32> {
+        crate::weights::flatten(&self.model)
+    }
+
+    /// Replaces the parameters from [`Trainer::get_weights`]'s layout; wrong length or
+    /// non-finite values are an error and leave the policy unchanged.
+    pub fn set_weights(&mut self, values: &[f32]) -> Result<(), PpoError> {
+        crate::weights::check(values, crate::weights::count(&self.model))?;
+        let model = std::mem::replace(
+            &mut self.model,
+            ActorCritic::new(1, 1, &[1], &Device::flex()),
+        );
+        self.model = crate::weights::assign(model, values)?;
+        Ok(())
+    }
+
+    /// Saves the policy's weights to `path` atomically.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<(), PpoError> {
+        let header = crate::weights::WeightsHeader {
+            num_parameters: 0,
+            obs_dim: self.obs_dim,
+            max_neighbors: self.k,
+            hidden: self.cfg.hidden.clone(),
+            activation: self.cfg.activation,
+            fnv1a64: String::new(),
+        };
+        crate::weights::write(path.as_ref(), header, &self.get_weights())
+    }
+
+    /// Loads weights saved by [`Trainer::save`] for the same architecture.
+    pub fn load(&mut self, path: impl AsRef<std::path::Path>) -> Result<(), PpoError> {
+        let (h, values) = crate::weights::read(path.as_ref())?;
+        if (h.obs_dim, h.max_neighbors, &h.hidden, h.activation)
+            != (self.obs_dim, self.k, &self.cfg.hidden, self.cfg.activation)
+        {
+            return Err(PpoError::Weights(format!(
+                "{} is for obs_dim {}, {} neighbours, hidden {:?}, {:?}; this trainer has {}, {}, {:?}, {:?}",
+                path.as_ref().display(), h.obs_dim, h.max_neighbors, h.hidden, h.activation,
+                self.obs_dim, self.k, self.cfg.hidden, self.cfg.activation
+            )));
+        }
+        self.set_weights(&values)
+    }
+
     /// Actions for observations `obs` (`n × obs_dim`) and masks: argmax over valid slots when
     /// `deterministic`, else sampled with an RNG seeded by `seed`.
     pub fn act(&self, obs: &[f32], mask: &[i8], deterministic: bool, seed: u64) -> Vec<i64> {

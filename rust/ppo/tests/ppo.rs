@@ -151,3 +151,83 @@ fn an_update_reports_finite_metrics_and_counts_steps() {
     assert_eq!(last.global_step, 8 * 16 * 2);
     assert_eq!(t.global_step(), 8 * 16 * 2);
 }
+
+#[test]
+fn weights_round_trip_and_reject_bad_input() {
+    let mut a = Trainer::new(env(), tiny(1)).unwrap();
+    a.train(8 * 16, |_| true).unwrap();
+    let w = a.get_weights();
+    // 97→64→64→16 actor + 97→64→64→1 critic.
+    assert_eq!(
+        w.len(),
+        (97 * 64 + 64 + 64 * 64 + 64 + 64 * 16 + 16) + (97 * 64 + 64 + 64 * 64 + 64 + 64 + 1)
+    );
+    let mut b = Trainer::new(env(), tiny(2)).unwrap();
+    assert_ne!(b.get_weights(), w);
+    b.set_weights(&w).unwrap();
+    assert_eq!(b.get_weights(), w);
+    let obs = vec![0.2f32; 3 * 97];
+    let mask = vec![1i8; 3 * 16];
+    assert_eq!(a.act(&obs, &mask, false, 9), b.act(&obs, &mask, false, 9));
+    // b still trains after its weights were replaced.
+    b.train(8 * 16, |_| true).unwrap();
+
+    assert!(b
+        .set_weights(&w[1..])
+        .unwrap_err()
+        .to_string()
+        .contains("expected"));
+    let mut nan = w.clone();
+    nan[5] = f32::NAN;
+    assert!(b
+        .set_weights(&nan)
+        .unwrap_err()
+        .to_string()
+        .contains("finite"));
+
+    let dir = std::env::temp_dir().join(format!("meshrl-ppo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.weights");
+    a.save(&path).unwrap();
+    let mut c = Trainer::new(env(), tiny(3)).unwrap();
+    c.load(&path).unwrap();
+    assert_eq!(c.get_weights(), w);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "temporary file left behind"
+    );
+
+    let bytes = std::fs::read(&path).unwrap();
+    for (name, data, needle) in [
+        (
+            "truncated",
+            bytes[..bytes.len() - 7].to_vec(),
+            "header says",
+        ),
+        (
+            "flipped",
+            {
+                let mut b = bytes.clone();
+                let n = b.len();
+                b[n - 3] ^= 0x40;
+                b
+            },
+            "checksum",
+        ),
+        ("random", vec![7u8; 300], "bad magic"),
+        ("empty", vec![], "bad magic"),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        let e = c.load(&p).unwrap_err().to_string();
+        assert!(e.contains(needle) && e.contains(name), "{name}: {e}");
+    }
+    let other = PpoConfig {
+        hidden: vec![32],
+        ..tiny(0)
+    };
+    let mut d = Trainer::new(env(), other).unwrap();
+    assert!(d.load(&path).unwrap_err().to_string().contains("hidden"));
+    std::fs::remove_dir_all(dir).ok();
+}
