@@ -46,6 +46,17 @@ fn delivery(cfg: &EnvConfig, router: &mut dyn meshrl_eval::Router, seed: u64) ->
     stats::summarize("p", "s", &eps, 0).delivery_ratio
 }
 
+/// Delivery ratio of the trained policy, greedy or sampled.
+fn policy_delivery(cfg: &EnvConfig, trainer: &Trainer, deterministic: bool, seed: u64) -> f64 {
+    let mut router = PolicyRouter {
+        trainer,
+        name: "ppo".into(),
+        deterministic,
+        seed: 0,
+    };
+    delivery(cfg, &mut router, seed)
+}
+
 #[test]
 #[ignore = "slow: learning tier"]
 fn ppo_matches_shortest_path_on_the_small_mesh() {
@@ -63,26 +74,8 @@ fn ppo_matches_shortest_path_on_the_small_mesh() {
         })
         .unwrap();
     eprintln!("trained in {:.1} s", t.elapsed().as_secs_f64());
-    let greedy = delivery(
-        &cfg,
-        &mut PolicyRouter {
-            trainer: &trainer,
-            name: "ppo".into(),
-            deterministic: true,
-            seed: 0,
-        },
-        7,
-    );
-    let learned = delivery(
-        &cfg,
-        &mut PolicyRouter {
-            trainer: &trainer,
-            name: "ppo".into(),
-            deterministic: false,
-            seed: 0,
-        },
-        7,
-    );
+    let greedy = policy_delivery(&cfg, &trainer, true, 7);
+    let learned = policy_delivery(&cfg, &trainer, false, 7);
     eprintln!("greedy {greedy:.3}");
     let sp = delivery(&cfg, baseline("shortest_path", 0).unwrap().as_mut(), 7);
     let random = delivery(&cfg, baseline("random", 0).unwrap().as_mut(), 7);
@@ -99,16 +92,7 @@ fn ppo_beats_random_by_a_wide_margin_on_the_dynamic_mesh() {
     let cfg = env("dynamic");
     let mut trainer = Trainer::new(cfg.clone(), fast_config(2)).unwrap();
     trainer.train(1_000_000, |_| true).unwrap();
-    let learned = delivery(
-        &cfg,
-        &mut PolicyRouter {
-            trainer: &trainer,
-            name: "ppo".into(),
-            deterministic: false,
-            seed: 0,
-        },
-        11,
-    );
+    let learned = policy_delivery(&cfg, &trainer, false, 11);
     let random = delivery(&cfg, baseline("random", 0).unwrap().as_mut(), 11);
     let sp = delivery(&cfg, baseline("shortest_path", 0).unwrap().as_mut(), 11);
     eprintln!("dynamic: ppo {learned:.3}, shortest path {sp:.3}, random {random:.3}");
