@@ -52,7 +52,8 @@ struct TrainArgs {
 #[derive(clap::Args)]
 struct EvalArgs {
     /// A policy: `baseline:NAME` (random, shortest_path, etx, latency, greedy_rssi,
-    /// greedy_hops, q_routing, oracle) or `baseline:all`. Repeat to compare; the first is the
+    /// greedy_hops, q_routing, oracle), `baseline:all`, or a trained policy (a run folder from
+    /// `meshrl train --out`, or its `policy.weights`). Repeat to compare; the first is the
     /// reference of the paired comparisons.
     #[arg(long = "policy", required = true)]
     policies: Vec<String>,
@@ -79,13 +80,24 @@ struct EvalArgs {
     json: bool,
 }
 
-fn policy_names(specs: &[String]) -> Result<Vec<String>, String> {
-    let mut names = Vec::new();
+/// A policy named on the command line.
+enum PolicySpec {
+    Baseline(String),
+    /// A trained policy: a weights file or a run folder holding `policy.weights`.
+    Trained(PathBuf),
+}
+
+fn policy_specs(specs: &[String]) -> Result<Vec<PolicySpec>, String> {
+    let mut out = Vec::new();
     for spec in specs {
         match spec.strip_prefix("baseline:") {
-            Some("all") => names.extend(BASELINES.iter().map(|s| s.to_string())),
+            Some("all") => out.extend(
+                BASELINES
+                    .iter()
+                    .map(|s| PolicySpec::Baseline(s.to_string())),
+            ),
             Some(name) if BASELINES.contains(&name) || name == "hop_count" => {
-                names.push(name.to_string())
+                out.push(PolicySpec::Baseline(name.to_string()))
             }
             Some(name) => {
                 return Err(format!(
@@ -93,22 +105,51 @@ fn policy_names(specs: &[String]) -> Result<Vec<String>, String> {
                     BASELINES.join(", ")
                 ));
             }
-            None if Path::new(spec).exists() => {
+            None if Path::new(spec).exists() => out.push(PolicySpec::Trained(PathBuf::from(spec))),
+            None => {
                 return Err(format!(
-                    "`{spec}`: loading saved policies is not implemented yet (checkpoints are an open part of the PPO issue); `meshrl train` evaluates the policy it trains"
-                ));
+                "unknown policy `{spec}`: use baseline:NAME or a run folder / policy.weights file"
+            ))
             }
-            None => return Err(format!("unknown policy `{spec}`: use baseline:NAME")),
         }
     }
-    Ok(names)
+    Ok(out)
+}
+
+fn router_for(
+    spec: &PolicySpec,
+    cfg: &EnvConfig,
+    seed: u64,
+) -> Result<Box<dyn meshrl_eval::Router>, String> {
+    match spec {
+        PolicySpec::Baseline(name) => Ok(baseline(name, seed).expect("validated above")),
+        PolicySpec::Trained(path) => {
+            let policy = meshrl_ppo::Policy::load(path).map_err(|e| e.to_string())?;
+            let k = cfg.topology.max_neighbors;
+            let obs_dim = meshrl_env::obs::obs_dim(k);
+            if (policy.obs_dim(), policy.max_neighbors()) != (obs_dim, k) {
+                return Err(format!(
+                    "{} was trained for {} neighbour slots (obs_dim {}), the scenario has {k} (obs_dim {obs_dim})",
+                    path.display(),
+                    policy.max_neighbors(),
+                    policy.obs_dim()
+                ));
+            }
+            Ok(Box::new(meshrl_ppo::PolicyRouter {
+                policy,
+                name: format!("ppo:{}", path.display()),
+                deterministic: false,
+                seed,
+            }))
+        }
+    }
 }
 
 fn run_eval(args: &EvalArgs) -> Result<(), String> {
     if args.episodes == 0 {
         return Err("--episodes must be at least 1".into());
     }
-    let names = policy_names(&args.policies)?;
+    let specs = policy_specs(&args.policies)?;
     let mut summaries: Vec<Summary> = Vec::new();
     let mut paired: Vec<Paired> = Vec::new();
     for path in &args.scenarios {
@@ -123,8 +164,8 @@ fn run_eval(args: &EvalArgs) -> Result<(), String> {
             seed: args.seed,
         };
         let mut runs = Vec::new();
-        for name in &names {
-            let mut router = baseline(name, args.seed).expect("validated above");
+        for spec in &specs {
+            let mut router = router_for(spec, &cfg, args.seed)?;
             let start = Instant::now();
             let episodes = evaluate(&cfg, router.as_mut(), &opts).map_err(|e| e.to_string())?;
             let label = router.name();
@@ -238,7 +279,7 @@ fn run_train(args: &TrainArgs) -> Result<(), String> {
     let mut rows = Vec::new();
     for deterministic in [false, true] {
         let mut router = meshrl_ppo::PolicyRouter {
-            trainer: &trainer,
+            policy: trainer.policy(),
             name: if deterministic {
                 "ppo (greedy)".into()
             } else {

@@ -112,3 +112,70 @@ fn eval_errors_are_clear() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn train_saves_a_policy_that_eval_loads() {
+    let dir = std::env::temp_dir().join(format!("meshrl-train-{}", std::process::id()));
+    let out = meshrl()
+        .args([
+            "train",
+            &config("train/small.toml"),
+            "--steps",
+            "8192",
+            "--eval-episodes",
+            "64",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("baseline:shortest_path") && stdout.contains("ppo"),
+        "{stdout}"
+    );
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert!(metrics.starts_with("global_step,charts/episodic_return,charts/SPS"));
+    assert_eq!(metrics.lines().count(), 3, "{metrics}"); // header + 2 updates of 4096 steps
+    let out = meshrl()
+        .args(["eval", "--policy"])
+        .arg(&dir)
+        .args([
+            "--policy",
+            "baseline:shortest_path",
+            "--episodes",
+            "64",
+            "--scenario",
+            &config("env/small.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ppo:"));
+    // A policy for 8 slots on a 16-slot scenario is refused by name.
+    let wide = std::env::temp_dir().join(format!("meshrl-wide-{}.toml", std::process::id()));
+    std::fs::write(&wide, "[topology]\nmax_neighbors = 16\n").unwrap();
+    let out = meshrl()
+        .args(["eval", "--policy"])
+        .arg(&dir)
+        .arg("--scenario")
+        .arg(&wide)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neighbour slots"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+    std::fs::remove_file(wide).ok();
+}

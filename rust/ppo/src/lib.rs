@@ -6,6 +6,7 @@
 //! The backend lives in the device (`flex` on the CPU).
 
 mod config;
+mod inference;
 mod policy;
 mod router;
 mod train_config;
@@ -13,6 +14,7 @@ mod trainer;
 pub mod weights;
 
 pub use config::{Activation, PpoConfig};
+pub use inference::Policy;
 pub use policy::{log_probs, ActorCritic, Mlp, MASKED_LOGIT};
 pub use router::PolicyRouter;
 pub use train_config::TrainConfig;

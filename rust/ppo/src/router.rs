@@ -3,19 +3,18 @@
 use meshrl_env::twin::Twin;
 use meshrl_eval::{Decision, Router};
 
-use crate::trainer::Trainer;
+use crate::Policy;
 
-/// Routes with a trainer's current policy: argmax over valid slots (`deterministic`) or a
-/// sample from the masked categorical, drawn from a hash of (seed, env, episode, hop) so
-/// evaluations repeat exactly.
-pub struct PolicyRouter<'a> {
-    pub trainer: &'a Trainer,
+/// Routes with a policy: argmax over valid slots (`deterministic`) or a sample from the masked
+/// categorical, drawn from a hash of (seed, env, episode, hop) so evaluations repeat exactly.
+pub struct PolicyRouter {
+    pub policy: Policy,
     pub name: String,
     pub deterministic: bool,
     pub seed: u64,
 }
 
-impl Router for PolicyRouter<'_> {
+impl Router for PolicyRouter {
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -24,6 +23,6 @@ impl Router for PolicyRouter<'_> {
             self.seed ^ (d.env as u64).rotate_left(32),
             (d.episode << 16) + d.hops as u64,
         );
-        self.trainer.act(d.obs, d.mask, self.deterministic, draw)[0] as usize
+        self.policy.act(d.obs, d.mask, self.deterministic, draw)[0] as usize
     }
 }

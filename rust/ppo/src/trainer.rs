@@ -95,7 +95,7 @@ impl ModuleVisitor for GradScale<'_> {
 }
 
 /// Forces every parameter's lazy initialization now.
-struct Materialize;
+pub(crate) struct Materialize;
 
 impl ModuleVisitor for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -105,10 +105,10 @@ impl ModuleVisitor for Materialize {
 
 /// burn's device seed may be process-wide and parameters initialize lazily, so two trainers
 /// built at once could interleave their draws. Seeding and initialization happen under this lock.
-static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Samples from masked logits on the CPU; returns (actions, log-probabilities).
-fn sample(
+pub(crate) fn sample(
     logits: &[f32],
     mask: &[i8],
     k: usize,
@@ -208,21 +208,17 @@ impl Trainer {
 
     /// Actor logits and critic values for `obs` (`n × obs_dim`), without gradients.
     fn infer(&self, policy: &ActorCritic, obs: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let n = obs.len() / self.obs_dim;
-        let device = Device::flex();
-        let x = self.tensor2(obs.to_vec(), n, self.obs_dim, &device);
-        let logits = policy
-            .actor
-            .forward(x.clone(), self.cfg.activation)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32 logits");
-        let values = policy
-            .value(x, self.cfg.activation)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32 values");
-        (logits, values)
+        crate::inference::infer(policy, self.cfg.activation, obs, self.obs_dim)
+    }
+
+    /// The current policy, for acting only.
+    pub fn policy(&self) -> crate::Policy {
+        crate::Policy {
+            model: self.model.valid(),
+            activation: self.cfg.activation,
+            obs_dim: self.obs_dim,
+            k: self.k,
+        }
     }
 
     /// Runs `total_steps` environment steps of training; `callback` sees each update's stats
@@ -564,9 +560,6 @@ impl Trainer {
     /// Actions for observations `obs` (`n × obs_dim`) and masks: argmax over valid slots when
     /// `deterministic`, else sampled with an RNG seeded by `seed`.
     pub fn act(&self, obs: &[f32], mask: &[i8], deterministic: bool, seed: u64) -> Vec<i64> {
-        let policy = self.model.valid();
-        let (logits, _) = self.infer(&policy, obs);
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        sample(&logits, mask, self.k, &mut rng, deterministic).0
+        self.policy().act(obs, mask, deterministic, seed)
     }
 }

@@ -49,7 +49,7 @@ fn delivery(cfg: &EnvConfig, router: &mut dyn meshrl_eval::Router, seed: u64) ->
 /// Delivery ratio of the trained policy, greedy or sampled.
 fn policy_delivery(cfg: &EnvConfig, trainer: &Trainer, deterministic: bool, seed: u64) -> f64 {
     let mut router = PolicyRouter {
-        trainer,
+        policy: trainer.policy(),
         name: "ppo".into(),
         deterministic,
         seed: 0,

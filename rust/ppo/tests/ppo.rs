@@ -192,6 +192,14 @@ fn weights_round_trip_and_reject_bad_input() {
     let mut c = Trainer::new(env(), tiny(3)).unwrap();
     c.load(&path).unwrap();
     assert_eq!(c.get_weights(), w);
+    // A policy loaded for inference acts exactly as the trainer that saved it.
+    let policy = meshrl_ppo::Policy::load(&dir).unwrap();
+    assert_eq!((policy.obs_dim(), policy.max_neighbors()), (97, 16));
+    assert_eq!(
+        policy.act(&obs, &mask, false, 9),
+        a.act(&obs, &mask, false, 9)
+    );
+    assert!(meshrl_ppo::Policy::load(dir.join("missing.weights")).is_err());
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
         1,
