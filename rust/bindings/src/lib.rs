@@ -7,6 +7,7 @@ mod env;
 mod error;
 mod eval;
 mod fl;
+mod ppo;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -19,5 +20,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     env::register(m)?;
     fl::register(m)?;
     eval::register(m)?;
+    ppo::register(m)?;
     Ok(())
 }

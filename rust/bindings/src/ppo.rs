@@ -1,0 +1,246 @@
+//! `meshrl._core.Trainer`: the Rust PPO trainer, driven from Python.
+
+use meshrl_env::EnvConfig;
+use meshrl_eval::{baseline, evaluate, stats, EvalOptions};
+use meshrl_ppo::{PolicyRouter, PpoConfig, PpoError, Trainer, UpdateStats};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::error::{env_err, guard, MeshrlError};
+
+fn ppo_err(e: PpoError) -> PyErr {
+    match e {
+        PpoError::Env(e) => env_err(e),
+        PpoError::InvalidConfig { .. } => PyValueError::new_err(e.to_string()),
+        PpoError::Weights(ref m) if m.contains("No such file") || m.contains("os error") => {
+            PyOSError::new_err(e.to_string())
+        }
+        PpoError::Weights(_) => PyValueError::new_err(e.to_string()),
+        PpoError::NonFinite(_) => MeshrlError::new_err(e.to_string()),
+    }
+}
+
+fn stats_dict<'py>(py: Python<'py>, s: &UpdateStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("global_step", s.global_step)?;
+    d.set_item("charts/episodic_return", s.episodic_return)?;
+    d.set_item("charts/SPS", s.sps)?;
+    d.set_item("charts/learning_rate", s.learning_rate)?;
+    d.set_item("losses/policy_loss", s.policy_loss)?;
+    d.set_item("losses/value_loss", s.value_loss)?;
+    d.set_item("losses/entropy", s.entropy)?;
+    d.set_item("losses/approx_kl", s.approx_kl)?;
+    d.set_item("losses/clipfrac", s.clipfrac)?;
+    d.set_item("losses/explained_variance", s.explained_variance)?;
+    d.set_item("routing/delivery_ratio", s.delivery_ratio)?;
+    d.set_item("routing/latency_ms", s.latency_ms)?;
+    d.set_item("routing/hops", s.hops)?;
+    Ok(d)
+}
+
+/// PPO on the Rust routing environment (CPU, burn `flex`). Build it from JSON configs; the
+/// Python class `meshrl.ppo.Trainer` wraps this.
+#[pyclass(name = "Trainer", module = "meshrl._core")]
+pub struct PyTrainer {
+    inner: Trainer,
+    env_cfg: EnvConfig,
+}
+
+#[pymethods]
+impl PyTrainer {
+    #[new]
+    fn new(py: Python<'_>, env_config_json: &str, ppo_config_json: &str) -> PyResult<Self> {
+        let env_cfg = EnvConfig::from_json_str(env_config_json).map_err(env_err)?;
+        let ppo: PpoConfig = serde_json::from_str(ppo_config_json)
+            .map_err(|e| PyValueError::new_err(format!("bad ppo config: {e}")))?;
+        let cfg = env_cfg.clone();
+        let inner = py.detach(|| guard(|| Trainer::new(cfg, ppo).map_err(ppo_err)))?;
+        Ok(PyTrainer { inner, env_cfg })
+    }
+
+    #[getter]
+    fn global_step(&self) -> u64 {
+        self.inner.global_step()
+    }
+
+    /// Trains for `steps` environment steps. `callback(stats: dict)` runs after every update;
+    /// returning `False` stops training. Returns the last update's stats.
+    #[pyo3(signature = (steps, callback=None))]
+    fn train<'py>(
+        &mut self,
+        py: Python<'py>,
+        steps: u64,
+        callback: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if steps == 0 {
+            return Err(PyValueError::new_err("steps must be at least 1"));
+        }
+        let inner = &mut self.inner;
+        let mut raised: Option<PyErr> = None;
+        let last = py.detach(|| {
+            guard(|| {
+                inner
+                    .train(steps, |s| {
+                        let Some(cb) = callback.as_ref() else {
+                            return true;
+                        };
+                        Python::attach(|py| {
+                            let keep =
+                                stats_dict(py, s)
+                                    .and_then(|d| cb.call1(py, (d,)))
+                                    .and_then(|r| {
+                                        if r.is_none(py) {
+                                            Ok(true)
+                                        } else {
+                                            r.extract::<bool>(py)
+                                        }
+                                    });
+                            match keep {
+                                Ok(k) => k,
+                                Err(e) => {
+                                    raised = Some(e);
+                                    false
+                                }
+                            }
+                        })
+                    })
+                    .map_err(ppo_err)
+            })
+        })?;
+        if let Some(e) = raised {
+            return Err(e);
+        }
+        stats_dict(py, &last)
+    }
+
+    /// Delivery ratio and latency of the policy (sampled, and greedy) next to shortest path
+    /// and random, on `episodes` packets the training never saw.
+    #[pyo3(signature = (episodes=2048, seed=1_000_003))]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        episodes: usize,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if episodes == 0 {
+            return Err(PyValueError::new_err("episodes must be at least 1"));
+        }
+        let opts = EvalOptions {
+            episodes,
+            num_envs: 64,
+            seed,
+        };
+        let (inner, cfg) = (&self.inner, &self.env_cfg);
+        let rows = py.detach(|| {
+            guard(|| {
+                let mut rows = Vec::new();
+                for (name, deterministic) in [("ppo", false), ("ppo_greedy", true)] {
+                    let mut r = PolicyRouter {
+                        policy: inner.policy(),
+                        name: name.into(),
+                        deterministic,
+                        seed: 0,
+                    };
+                    let eps = evaluate(cfg, &mut r, &opts).map_err(env_err)?;
+                    rows.push(stats::summarize(name, "eval", &eps, 0));
+                }
+                for name in ["shortest_path", "random"] {
+                    let mut r = baseline(name, 0).expect("known baseline");
+                    let eps = evaluate(cfg, r.as_mut(), &opts).map_err(env_err)?;
+                    rows.push(stats::summarize(name, "eval", &eps, 0));
+                }
+                Ok(rows)
+            })
+        })?;
+        let out = PyDict::new(py);
+        for s in rows {
+            let d = PyDict::new(py);
+            d.set_item("delivery_ratio", s.delivery_ratio)?;
+            d.set_item("delivery_ci", (s.delivery_ci.low, s.delivery_ci.high))?;
+            d.set_item("latency_ms", s.latency_mean_ms)?;
+            d.set_item("hops", s.hops_mean)?;
+            d.set_item("episodes", s.episodes)?;
+            out.set_item(s.policy, d)?;
+        }
+        Ok(out)
+    }
+
+    /// The policy's parameters as one flat float32 array (what federated learning exchanges).
+    fn get_weights<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        self.inner.get_weights().into_pyarray(py)
+    }
+
+    /// Replaces the parameters; wrong length or non-finite values raise ValueError.
+    fn set_weights(&mut self, weights: PyReadonlyArray1<'_, f32>) -> PyResult<()> {
+        let w = weights
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("weights must be C-contiguous"))?;
+        self.inner.set_weights(w).map_err(ppo_err)
+    }
+
+    /// Saves the weights atomically (checksummed file).
+    fn save(&self, path: &str) -> PyResult<()> {
+        self.inner.save(path).map_err(ppo_err)
+    }
+
+    /// Loads weights saved for the same architecture.
+    fn load(&mut self, path: &str) -> PyResult<()> {
+        self.inner.load(path).map_err(ppo_err)
+    }
+
+    /// Actions for observations (n × obs_dim float32) and masks (n × K int8).
+    #[pyo3(signature = (obs, mask, deterministic=false, seed=0))]
+    fn get_action<'py>(
+        &self,
+        py: Python<'py>,
+        obs: PyReadonlyArray1<'py, f32>,
+        mask: PyReadonlyArray1<'py, i8>,
+        deterministic: bool,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let (o, m) = (
+            obs.as_slice()
+                .map_err(|_| PyValueError::new_err("obs must be C-contiguous"))?,
+            mask.as_slice()
+                .map_err(|_| PyValueError::new_err("mask must be C-contiguous"))?,
+        );
+        let policy = self.inner.policy();
+        let (d, k) = (policy.obs_dim(), policy.max_neighbors());
+        if o.len() % d != 0 || m.len() != o.len() / d * k {
+            return Err(PyValueError::new_err(format!(
+                "obs must hold n × {d} values and mask n × {k}; got {} and {}",
+                o.len(),
+                m.len()
+            )));
+        }
+        Ok(policy.act(o, m, deterministic, seed).into_pyarray(py))
+    }
+}
+
+/// Reads a training config (`configs/train/*.toml`); returns (env JSON, ppo JSON, total_steps).
+#[pyfunction]
+pub fn load_train_config(path: &str) -> PyResult<(String, String, u64)> {
+    let (cfg, env) = meshrl_ppo::TrainConfig::load(path).map_err(ppo_err)?;
+    let to_json =
+        |v: serde_json::Result<String>| v.map_err(|e| PyValueError::new_err(e.to_string()));
+    Ok((
+        to_json(serde_json::to_string(&env))?,
+        to_json(serde_json::to_string(&cfg.ppo))?,
+        cfg.total_steps,
+    ))
+}
+
+/// The default PPO config as JSON (the prototype's values).
+#[pyfunction]
+pub fn default_ppo_config() -> PyResult<String> {
+    serde_json::to_string(&PpoConfig::default()).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTrainer>()?;
+    m.add_function(wrap_pyfunction!(load_train_config, m)?)?;
+    m.add_function(wrap_pyfunction!(default_ppo_config, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+"""meshrl.ppo.Trainer from Python: trains, calls back, stops, round-trips weights, errors."""
+
+import numpy as np
+import pytest
+
+import meshrl
+import meshrl.ppo
+
+from conftest import CONFIGS
+
+TINY = {"num_envs": 16, "num_steps": 32, "epochs": 2, "minibatch_size": 128}
+
+
+def test_train_with_callback_and_evaluate():
+    trainer = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", TINY, envs_per_twin=4)
+    seen = []
+    last = trainer.train(16 * 32 * 3, callback=lambda s: seen.append(s))
+    assert [s["global_step"] for s in seen] == [512, 1024, 1536]
+    assert trainer.global_step == 1536
+    assert {"charts/SPS", "losses/approx_kl", "losses/clipfrac", "routing/delivery_ratio"} <= set(last)
+    assert np.isfinite(last["losses/policy_loss"])
+    result = trainer.evaluate(episodes=64)
+    assert set(result) == {"ppo", "ppo_greedy", "shortest_path", "random"}
+    lo, hi = result["ppo"]["delivery_ci"]
+    assert lo <= result["ppo"]["delivery_ratio"] <= hi
+
+
+def test_callback_false_stops_and_exceptions_propagate():
+    trainer = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", TINY)
+    trainer.train(10_000, callback=lambda s: False)
+    assert trainer.global_step == 512
+
+    def boom(stats):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        trainer.train(10_000, callback=boom)
+
+
+def test_training_config_and_weights_round_trip(tmp_path):
+    trainer = meshrl.ppo.Trainer(config=CONFIGS / "train" / "small.toml", ppo=TINY)
+    assert trainer.total_steps == 600_000 and trainer.env_config["reward"]["hop_cost"] == 0.5
+    trainer.train(512)
+    w = trainer.get_weights()
+    assert w.dtype == np.float32 and w.ndim == 1
+    other = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", TINY)
+    other.set_weights(w)
+    np.testing.assert_array_equal(other.get_weights(), w)
+    obs = np.full((5, 49), 0.2, dtype=np.float32)
+    mask = np.zeros((5, 8), dtype=np.int8)
+    mask[:, [1, 4]] = 1
+    a = trainer.get_action(obs, mask, seed=3)
+    assert set(a.tolist()) <= {1, 4}
+    np.testing.assert_array_equal(a, other.get_action(obs, mask, seed=3))
+    path = tmp_path / "policy.weights"
+    trainer.save(path)
+    third = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", TINY)
+    third.load(path)
+    np.testing.assert_array_equal(third.get_weights(), w)
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="header says"):
+        third.load(path)
+
+
+def test_errors_are_clear():
+    with pytest.raises(ValueError, match="ppo.minibatch_size"):
+        meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", {"num_envs": 2, "num_steps": 2, "minibatch_size": 64})
+    with pytest.raises(ValueError, match="unknown PPO setting"):
+        meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", {"learning_rat": 1e-3})
+    with pytest.raises(ValueError, match="topology.num_nodes"):
+        meshrl.ppo.Trainer(num_nodes=1)
+    t = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", TINY)
+    with pytest.raises(ValueError, match="expected"):
+        t.set_weights(np.zeros(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        t.set_weights(np.full(t.get_weights().shape, np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="steps"):
+        t.train()
+    with pytest.raises(ValueError, match="n × 49"):
+        t.get_action(np.zeros((2, 10), dtype=np.float32), np.ones((2, 8), dtype=np.int8))
