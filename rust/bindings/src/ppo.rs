@@ -25,18 +25,22 @@ fn ppo_err(e: PpoError) -> PyErr {
 fn stats_dict<'py>(py: Python<'py>, s: &UpdateStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("global_step", s.global_step)?;
-    d.set_item("charts/episodic_return", s.episodic_return)?;
-    d.set_item("charts/SPS", s.sps)?;
-    d.set_item("charts/learning_rate", s.learning_rate)?;
-    d.set_item("losses/policy_loss", s.policy_loss)?;
-    d.set_item("losses/value_loss", s.value_loss)?;
-    d.set_item("losses/entropy", s.entropy)?;
-    d.set_item("losses/approx_kl", s.approx_kl)?;
-    d.set_item("losses/clipfrac", s.clipfrac)?;
-    d.set_item("losses/explained_variance", s.explained_variance)?;
-    d.set_item("routing/delivery_ratio", s.delivery_ratio)?;
-    d.set_item("routing/latency_ms", s.latency_ms)?;
-    d.set_item("routing/hops", s.hops)?;
+    for (name, value) in [
+        ("charts/episodic_return", s.episodic_return as f64),
+        ("charts/SPS", s.sps),
+        ("charts/learning_rate", s.learning_rate),
+        ("losses/policy_loss", s.policy_loss as f64),
+        ("losses/value_loss", s.value_loss as f64),
+        ("losses/entropy", s.entropy as f64),
+        ("losses/approx_kl", s.approx_kl as f64),
+        ("losses/clipfrac", s.clipfrac as f64),
+        ("losses/explained_variance", s.explained_variance as f64),
+        ("routing/delivery_ratio", s.delivery_ratio as f64),
+        ("routing/latency_ms", s.latency_ms as f64),
+        ("routing/hops", s.hops as f64),
+    ] {
+        d.set_item(name, value)?;
+    }
     Ok(d)
 }
 

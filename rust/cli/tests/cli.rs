@@ -4,6 +4,16 @@ fn meshrl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_meshrl"))
 }
 
+/// Asserts the command succeeded (showing its stderr if not) and returns its stdout.
+fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn config(rel: &str) -> String {
     format!("{}/../../configs/{rel}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -37,12 +47,7 @@ fn eval_prints_a_table_and_writes_csv_json_and_png() {
         .arg(&png)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("baseline:etx") && stdout.contains("lossy") && stdout.contains("static"),
         "{stdout}"
@@ -129,12 +134,7 @@ fn train_saves_a_policy_that_eval_loads() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("baseline:shortest_path") && stdout.contains("ppo"),
         "{stdout}"
@@ -155,12 +155,8 @@ fn train_saves_a_policy_that_eval_loads() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ppo:"));
+    let stdout = succeeded(&out);
+    assert!(stdout.contains("ppo:"), "{stdout}");
     // A policy for 8 slots on a 16-slot scenario is refused by name.
     let wide = std::env::temp_dir().join(format!("meshrl-wide-{}.toml", std::process::id()));
     std::fs::write(&wide, "[topology]\nmax_neighbors = 16\n").unwrap();
