@@ -44,6 +44,7 @@ pub struct Policy {
     pub(crate) activation: Activation,
     pub(crate) obs_dim: usize,
     pub(crate) k: usize,
+    pub(crate) hidden: Vec<usize>,
 }
 
 impl Policy {
@@ -69,12 +70,28 @@ impl Policy {
             activation: h.activation,
             obs_dim: h.obs_dim,
             k: h.max_neighbors,
+            hidden: h.hidden,
         })
     }
 
     /// Observation length the policy expects.
     pub fn obs_dim(&self) -> usize {
         self.obs_dim
+    }
+
+    /// Hidden layer widths.
+    pub fn hidden(&self) -> &[usize] {
+        &self.hidden
+    }
+
+    /// The hidden layers' nonlinearity.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Actor logits `[n × K]` (unmasked) for observations `obs` (`n × obs_dim`).
+    pub fn logits(&self, obs: &[f32]) -> Vec<f32> {
+        infer(&self.model, self.activation, obs, self.obs_dim).0
     }
 
     /// Neighbour slots (actions) the policy chooses among.

@@ -6,6 +6,7 @@
 //! The backend lives in the device (`flex` on the CPU).
 
 mod config;
+mod export;
 mod inference;
 mod policy;
 mod router;
@@ -14,6 +15,7 @@ mod trainer;
 pub mod weights;
 
 pub use config::{Activation, PpoConfig};
+pub use export::{export, ExportOptions, EXPORT_FORMAT};
 pub use inference::Policy;
 pub use policy::{log_probs, ActorCritic, Mlp, MASKED_LOGIT};
 pub use router::PolicyRouter;

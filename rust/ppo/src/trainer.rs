@@ -218,6 +218,7 @@ impl Trainer {
             activation: self.cfg.activation,
             obs_dim: self.obs_dim,
             k: self.k,
+            hidden: self.cfg.hidden.clone(),
         }
     }
 

@@ -106,7 +106,7 @@ pub struct WeightsHeader {
     pub fnv1a64: String,
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -120,18 +120,29 @@ pub fn write(path: &Path, mut header: WeightsHeader, values: &[f32]) -> Result<(
     header.num_parameters = values.len();
     header.fnv1a64 = format!("{:016x}", fnv1a64(&payload));
     let json = serde_json_line(&header)?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut bytes = format!("{MAGIC}\n{json}\n").into_bytes();
+    bytes.extend_from_slice(&payload);
+    atomic_write(path, &bytes).map_err(io)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
+/// renamed over `path`. A crash never leaves a half-written file; on error nothing is left.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Unique per process and call, so concurrent writers never share a temporary file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(format!("{MAGIC}\n{json}\n").as_bytes())?;
-        f.write_all(&payload)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         std::fs::remove_file(&tmp).ok();
     }
-    result.map_err(io)
+    result
 }
 
 fn serde_json_line(h: &WeightsHeader) -> Result<String, PpoError> {
