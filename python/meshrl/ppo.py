@@ -101,6 +101,20 @@ class Trainer:
         """Reads weights saved by :meth:`save` for the same architecture."""
         self._core.load(os.fspath(path))
 
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """The actor's unmasked logits ``(n, K)`` for observations ``(n, obs_dim)``."""
+        o = np.ascontiguousarray(obs, dtype=np.float32)
+        flat = self._core.logits(o.reshape(-1))
+        return flat.reshape(-1, int(self.env_config["topology"]["max_neighbors"]))
+
+    def export(self, path: str | os.PathLike[str], critic: bool = False) -> int:
+        """Exports the policy for mesh nodes: the actor in safetensors (f32) with a model card
+        in its metadata (observation layout and constants, architecture, this trainer's
+        configs, checksum). Load it with :mod:`meshrl.runtime` (NumPy only), the
+        ``meshrl-runtime`` Rust crate or the ``safetensors`` package. Returns the checksum."""
+        config = json.dumps({"train": {"ppo": self.ppo_config, "total_steps": self.total_steps}, "env": self.env_config})
+        return self._core.export(os.fspath(path), bool(critic), config)
+
     def get_action(self, obs: np.ndarray, mask: np.ndarray, deterministic: bool = False, seed: int = 0) -> np.ndarray:
         """Next-hop slots for observations ``(n, obs_dim)`` and masks ``(n, K)`` (invalid slots
         are never chosen)."""

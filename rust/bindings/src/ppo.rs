@@ -194,6 +194,46 @@ impl PyTrainer {
         self.inner.load(path).map_err(ppo_err)
     }
 
+    /// The actor's logits (n × K, unmasked, flat) for observations (n × obs_dim float32).
+    fn logits<'py>(
+        &self,
+        py: Python<'py>,
+        obs: PyReadonlyArray1<'py, f32>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let o = obs
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("obs must be C-contiguous"))?;
+        let policy = self.inner.policy();
+        let d = policy.obs_dim();
+        if o.is_empty() || o.len() % d != 0 {
+            return Err(PyValueError::new_err(format!(
+                "obs must hold n × {d} values; got {}",
+                o.len()
+            )));
+        }
+        let logits = py.detach(|| guard(|| Ok(policy.logits(o))))?;
+        Ok(logits.into_pyarray(py))
+    }
+
+    /// Exports the policy for mesh nodes (safetensors + model card); returns the checksum.
+    #[pyo3(signature = (path, critic=false, training_config_json=None))]
+    fn export(
+        &self,
+        path: &str,
+        critic: bool,
+        training_config_json: Option<&str>,
+    ) -> PyResult<u64> {
+        let training_config = training_config_json
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| PyValueError::new_err(format!("bad training config JSON: {e}")))?;
+        let opts = meshrl_ppo::ExportOptions {
+            include_critic: critic,
+            training_config,
+        };
+        self.inner.policy().export(path, &opts).map_err(ppo_err)
+    }
+
     /// Actions for observations (n × obs_dim float32) and masks (n × K int8).
     #[pyo3(signature = (obs, mask, deterministic=false, seed=0))]
     fn get_action<'py>(

@@ -28,6 +28,21 @@ enum Command {
     Eval(EvalArgs),
     /// Train a PPO routing policy on the CPU and compare it with shortest-path routing.
     Train(TrainArgs),
+    /// Export a trained policy for mesh nodes (safetensors + model card), for
+    /// `meshrl-runtime` or `meshrl.runtime`.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// A run folder from `meshrl train --out` (or its `policy.weights`).
+    run: PathBuf,
+    /// Output file.
+    #[arg(short = 'o', long = "output", default_value = "policy.safetensors")]
+    output: PathBuf,
+    /// Also export the critic (nodes do not need it).
+    #[arg(long)]
+    critic: bool,
 }
 
 #[derive(clap::Args)]
@@ -222,6 +237,14 @@ fn run_train(args: &TrainArgs) -> Result<(), String> {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            // The resolved configs, for `meshrl export`'s model card and for reproducing the run.
+            let resolved = serde_json::json!({"train": cfg, "env": env_cfg});
+            let path = dir.join("config.json");
+            meshrl_ppo::weights::atomic_write(
+                &path,
+                serde_json::to_string_pretty(&resolved).map_err(|e| e.to_string())?.as_bytes(),
+            )
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             let path = dir.join("metrics.csv");
             let mut f = std::fs::File::create(&path)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -311,11 +334,49 @@ fn run_train(args: &TrainArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn run_export(args: &ExportArgs) -> Result<(), String> {
+    let policy = meshrl_ppo::Policy::load(&args.run).map_err(|e| e.to_string())?;
+    let folder = if args.run.is_dir() {
+        args.run.clone()
+    } else {
+        args.run.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let config_path = folder.join("config.json");
+    let training_config = match std::fs::read_to_string(&config_path) {
+        Ok(text) => Some(
+            serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not valid JSON: {e}", config_path.display()))?,
+        ),
+        Err(_) => {
+            eprintln!(
+                "note: no {} next to the weights; the model card will have no training config",
+                config_path.display()
+            );
+            None
+        }
+    };
+    let opts = meshrl_ppo::ExportOptions {
+        include_critic: args.critic,
+        training_config,
+    };
+    let checksum = policy.export(&args.output, &opts).map_err(|e| e.to_string())?;
+    let size = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {} ({size} bytes, obs_dim {}, {} actions, hidden {:?}, checksum fnv1a64:{checksum:016x})",
+        args.output.display(),
+        policy.obs_dim(),
+        policy.max_neighbors(),
+        policy.hidden()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Eval(args) => run_eval(args),
         Command::Train(args) => run_train(args),
+        Command::Export(args) => run_export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -172,6 +172,35 @@ fn train_saves_a_policy_that_eval_loads() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Export for nodes: the runtime loads it, and the model card carries the training config.
+    let file = dir.join("policy.safetensors");
+    let out = meshrl()
+        .arg("export")
+        .arg(&dir)
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&out);
+    assert!(stdout.contains("checksum fnv1a64:"), "{stdout}");
+    let bytes = std::fs::read(&file).unwrap();
+    let runtime = meshrl_runtime::Policy::from_bytes(&bytes).expect("runtime loads the export");
+    assert_eq!(runtime.num_actions(), 8);
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let card: serde_json::Value =
+        serde_json::from_str(header["__metadata__"]["model_card"].as_str().unwrap()).unwrap();
+    assert_eq!(card["training_config"]["train"]["total_steps"], 8192);
+    assert_eq!(card["training_config"]["env"]["env"]["envs_per_twin"], 4);
+    assert!(header.get("critic.0.weight").is_none());
+    let out = meshrl()
+        .args(["export", "no/such/run", "-o"])
+        .arg(dir.join("x.safetensors"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no/such/run"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
     std::fs::remove_file(wide).ok();
 }
