@@ -62,6 +62,17 @@ struct TrainArgs {
     /// Packets for the final comparison with shortest path.
     #[arg(long, default_value_t = 2048)]
     eval_episodes: usize,
+    /// Backend: auto (a GPU through wgpu if this build has it and the machine has one, else
+    /// the CPU), cpu (flex) or wgpu (needs a build with `--features wgpu`).
+    #[arg(long)]
+    device: Option<String>,
+    /// Checkpoint to OUT/checkpoint.ckpt every N updates (overrides `checkpoint_every`).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Continue the run in OUT from its last checkpoint (same config); the result is the one
+    /// an uninterrupted run gives.
+    #[arg(long, requires = "out")]
+    resume: bool,
 }
 
 #[derive(clap::Args)]
@@ -233,6 +244,43 @@ fn run_train(args: &TrainArgs) -> Result<(), String> {
     if let Some(s) = args.seed {
         cfg.ppo.seed = s;
     }
+    if let Some(d) = &args.device {
+        cfg.ppo.device = d.parse().map_err(|e: meshrl_ppo::PpoError| e.to_string())?;
+    }
+    if let Some(n) = args.checkpoint_every {
+        cfg.checkpoint_every = n;
+    }
+    let checkpoint = args.out.as_ref().map(|d| d.join("checkpoint.ckpt"));
+    let mut trainer = if args.resume {
+        let path = checkpoint.as_ref().expect("--resume requires --out");
+        let (trainer, info) = meshrl_ppo::Trainer::resume(path).map_err(|e| e.to_string())?;
+        let mut want_env = env_cfg.clone();
+        want_env.env.autoreset_mode = meshrl_env::AutoresetMode::SameStep;
+        let (mut have_ppo, mut want_ppo) = (trainer.cfg.clone(), cfg.ppo.clone());
+        // The backend may change on resume; everything else must match.
+        have_ppo.device = meshrl_ppo::DeviceChoice::Auto;
+        want_ppo.device = meshrl_ppo::DeviceChoice::Auto;
+        if have_ppo != want_ppo
+            || trainer.env_config() != Some(&want_env)
+            || info.total_steps != cfg.total_steps
+            || info.checkpoint_every != cfg.checkpoint_every
+        {
+            return Err(format!(
+                "{} was written by a run with a different config (ppo, env, total_steps or \
+                 checkpoint_every); resume with the same config and flags",
+                path.display()
+            ));
+        }
+        eprintln!(
+            "resuming from {} at step {} (update {})",
+            path.display(),
+            info.global_step,
+            info.updates_done
+        );
+        trainer
+    } else {
+        meshrl_ppo::Trainer::new(env_cfg.clone(), cfg.ppo.clone()).map_err(|e| e.to_string())?
+    };
     let mut csv = match &args.out {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -246,20 +294,33 @@ fn run_train(args: &TrainArgs) -> Result<(), String> {
             )
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             let path = dir.join("metrics.csv");
+            // On resume keep the rows up to the checkpoint; later ones are recomputed.
+            let kept = if args.resume {
+                let old = std::fs::read_to_string(&path).unwrap_or_default();
+                old.lines()
+                    .skip(1)
+                    .filter(|l| {
+                        l.split(',').next().and_then(|s| s.parse::<u64>().ok())
+                            <= Some(trainer.global_step())
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+            } else {
+                String::new()
+            };
             let mut f = std::fs::File::create(&path)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            writeln!(f, "{METRICS}").map_err(|e| e.to_string())?;
+            write!(f, "{METRICS}\n{kept}").map_err(|e| e.to_string())?;
             Some(f)
         }
         None => None,
     };
-    let mut trainer =
-        meshrl_ppo::Trainer::new(env_cfg.clone(), cfg.ppo.clone()).map_err(|e| e.to_string())?;
+    eprintln!("training on {} ({})", trainer.device_name(), args.config.display());
     let start = Instant::now();
     let total = cfg.total_steps;
     let mut io_error = None;
     trainer
-        .train(total, |s| {
+        .train_run(total, cfg.checkpoint_every, checkpoint.as_deref(), |s| {
             eprint!(
                 "\r[{:>5.1}%] step {:>9} | {:>7.0} SPS | return {:>6.2} | delivery {:.3} | hops {:>5.2} | kl {:.4} ",
                 (100.0 * s.global_step as f64 / total as f64).min(100.0), s.global_step, s.sps, s.episodic_return, s.delivery_ratio, s.hops, s.approx_kl

@@ -204,3 +204,40 @@ fn train_saves_a_policy_that_eval_loads() {
     std::fs::remove_dir_all(dir).ok();
     std::fs::remove_file(wide).ok();
 }
+
+#[test]
+fn resume_from_a_checkpoint_ends_where_the_uninterrupted_run_ends() {
+    let dir = std::env::temp_dir().join(format!("meshrl-resume-{}", std::process::id()));
+    let train = |extra: &[&str]| {
+        let out = meshrl()
+            .args(["train", &config("train/small.toml"), "--steps", "16384"])
+            .args(["--checkpoint-every", "2", "--eval-episodes", "32", "--device", "cpu"])
+            .arg("--out")
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        succeeded(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // 4 updates; the checkpoint left behind is the one after update 2.
+    train(&[]);
+    let straight = std::fs::read(dir.join("policy.weights")).unwrap();
+    let stderr = train(&["--resume"]);
+    assert!(stderr.contains("resuming from") && stderr.contains("step 8192"), "{stderr}");
+    assert_eq!(std::fs::read(dir.join("policy.weights")).unwrap(), straight);
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 5, "{metrics}"); // header + 4 updates, none twice
+    // A different config is refused by name.
+    let out = meshrl()
+        .args(["train", &config("train/small.toml"), "--steps", "20000", "--checkpoint-every", "2"])
+        .arg("--out")
+        .arg(&dir)
+        .arg("--resume")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("different config"), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -45,6 +45,9 @@ pub struct PpoConfig {
     /// Stop an update's epochs early once the approximate KL exceeds this.
     pub target_kl: Option<f32>,
     pub seed: u64,
+    /// `auto` (a GPU through wgpu when built with it and present, else the CPU), `cpu`
+    /// (`flex`) or `wgpu`.
+    pub device: crate::DeviceChoice,
 }
 
 impl Default for PpoConfig {
@@ -68,6 +71,7 @@ impl Default for PpoConfig {
             normalize_advantages: true,
             target_kl: None,
             seed: 0,
+            device: crate::DeviceChoice::Auto,
         }
     }
 }

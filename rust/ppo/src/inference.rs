@@ -21,7 +21,8 @@ pub(crate) fn infer(
     obs_dim: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let n = obs.len() / obs_dim;
-    let device = Device::flex();
+    // The model's own device (flex or wgpu).
+    let device = model.devices().into_iter().next().unwrap_or_else(Device::flex);
     let x = Tensor::<2>::from_data(TensorData::new(obs.to_vec(), [n, obs_dim]), &device);
     let logits = model
         .actor

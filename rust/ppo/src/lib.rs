@@ -5,7 +5,9 @@
 //! clipped value loss, entropy bonus, global gradient-norm clipping and invalid-action masking.
 //! The backend lives in the device (`flex` on the CPU).
 
+mod checkpoint;
 mod config;
+mod device;
 mod export;
 mod inference;
 mod policy;
@@ -15,12 +17,14 @@ mod trainer;
 pub mod weights;
 
 pub use config::{Activation, PpoConfig};
+pub use device::{select as select_device, DeviceChoice, HAS_WGPU};
 pub use export::{export, ExportOptions, EXPORT_FORMAT};
 pub use inference::Policy;
 pub use policy::{log_probs, ActorCritic, Mlp, MASKED_LOGIT};
 pub use router::PolicyRouter;
 pub use train_config::TrainConfig;
-pub use trainer::{Trainer, UpdateStats};
+pub use checkpoint::CheckpointInfo;
+pub use trainer::{Rollout, Trainer, UpdateStats};
 
 /// Every way configuring or training can fail.
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,10 @@ pub struct TrainConfig {
     /// Overrides `env.envs_per_twin` of the environment.
     #[serde(default)]
     pub envs_per_twin: Option<usize>,
+    /// Write a checkpoint (and reseed the environments) every this many updates; 0: never.
+    /// `meshrl train --resume` continues from the last one to the same result.
+    #[serde(default)]
+    pub checkpoint_every: u64,
     #[serde(default)]
     pub ppo: PpoConfig,
 }

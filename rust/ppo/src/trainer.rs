@@ -45,18 +45,62 @@ pub struct UpdateStats {
 }
 
 #[derive(Clone, Copy)]
-struct Finished {
-    ret: f32,
-    delivered: bool,
-    latency_ms: f32,
-    hops: u32,
+pub(crate) struct Finished {
+    pub(crate) ret: f32,
+    pub(crate) delivered: bool,
+    pub(crate) latency_ms: f32,
+    pub(crate) hops: u32,
+}
+
+/// Transitions of one rollout, time-major (`steps × num_envs`): what a PPO update learns from.
+/// Filled by the trainer's own rollouts on the Rust environment, or step by step with
+/// [`Trainer::store_transition`] from any other environment.
+#[derive(Clone, Debug, Default)]
+pub struct Rollout {
+    pub num_envs: usize,
+    /// `[steps × num_envs × obs_dim]`
+    pub obs: Vec<f32>,
+    /// `[steps × num_envs × num_actions]`, 1 = valid
+    pub masks: Vec<i8>,
+    pub actions: Vec<i64>,
+    /// Log-probabilities of `actions` under the policy that chose them.
+    pub logps: Vec<f32>,
+    /// Critic values of `obs`.
+    pub values: Vec<f32>,
+    /// Rewards, with `γ·V(final obs)` already added where an episode was truncated.
+    pub rewards: Vec<f32>,
+    /// 1 where the episode ended (terminated or truncated) at this step.
+    pub dones: Vec<f32>,
+}
+
+impl Rollout {
+    /// Time steps stored.
+    pub fn steps(&self) -> usize {
+        if self.num_envs == 0 {
+            0
+        } else {
+            self.actions.len() / self.num_envs
+        }
+    }
+
+    fn clear(&mut self) {
+        let n = self.num_envs;
+        *self = Rollout {
+            num_envs: n,
+            ..Default::default()
+        };
+    }
 }
 
 /// Trains an [`ActorCritic`] on the routing environment.
 pub struct Trainer {
     pub cfg: PpoConfig,
-    env: VecEnv,
+    env: Option<VecEnv>,
+    env_cfg: Option<EnvConfig>,
+    buffer: Rollout,
+    updates_done: u64,
     device: Device,
+    device_name: &'static str,
     model: ActorCritic,
     optim: ModuleOptimizer,
     rng: Xoshiro256PlusPlus,
@@ -106,6 +150,14 @@ impl ModuleVisitor for Materialize {
 /// burn's device seed may be process-wide and parameters initialize lazily, so two trainers
 /// built at once could interleave their draws. Seeding and initialization happen under this lock.
 pub(crate) static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The environment seed of a run's checkpoint boundary `update`.
+fn meshrl_twin_seed(seed: u64, update: u64) -> u64 {
+    let mut z = seed ^ update.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xc0ff_ee00_5eed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// Samples from masked logits on the CPU; returns (actions, log-probabilities).
 pub(crate) fn sample(
@@ -167,9 +219,10 @@ impl Trainer {
         cfg.validate()?;
         let mut env_cfg = env_cfg;
         env_cfg.env.autoreset_mode = AutoresetMode::SameStep;
-        let mut env = VecEnv::new(env_cfg, cfg.num_envs)?;
+        let mut env = VecEnv::new(env_cfg.clone(), cfg.num_envs)?;
         env.reset(Some(cfg.seed))?;
-        let device = Device::flex().autodiff();
+        let (device, device_name) = crate::device::select(cfg.device)?;
+        let device = device.autodiff();
         let (obs_dim, k) = (env.obs_dim(), env.max_neighbors());
         let model = {
             let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -181,9 +234,16 @@ impl Trainer {
         let optim = AdamConfig::new().with_epsilon(1e-5).init();
         let rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5050);
         Ok(Trainer {
+            buffer: Rollout {
+                num_envs: cfg.num_envs,
+                ..Default::default()
+            },
             cfg,
-            env,
+            env: Some(env),
+            env_cfg: Some(env_cfg),
+            updates_done: 0,
             device,
+            device_name,
             model,
             optim,
             rng,
@@ -192,6 +252,11 @@ impl Trainer {
             obs_dim,
             k,
         })
+    }
+
+    /// The backend training runs on: `flex` (CPU) or `wgpu`.
+    pub fn device_name(&self) -> &'static str {
+        self.device_name
     }
 
     pub fn global_step(&self) -> u64 {
@@ -206,11 +271,6 @@ impl Trainer {
         Tensor::<2>::from_data(TensorData::new(data, [rows, cols]), device)
     }
 
-    /// Actor logits and critic values for `obs` (`n × obs_dim`), without gradients.
-    fn infer(&self, policy: &ActorCritic, obs: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        crate::inference::infer(policy, self.cfg.activation, obs, self.obs_dim)
-    }
-
     /// The current policy, for acting only.
     pub fn policy(&self) -> crate::Policy {
         crate::Policy {
@@ -222,24 +282,49 @@ impl Trainer {
         }
     }
 
-    /// Runs `total_steps` environment steps of training; `callback` sees each update's stats
-    /// and may stop training by returning `false`.
+    /// Runs `total_steps` environment steps of training (the learning rate annealed over them);
+    /// `callback` sees each update's stats and may stop training by returning `false`.
     pub fn train(
         &mut self,
         total_steps: u64,
+        callback: impl FnMut(&UpdateStats) -> bool,
+    ) -> Result<UpdateStats, PpoError> {
+        self.updates_done = 0;
+        self.train_run(total_steps, 0, None, callback)
+    }
+
+    /// Continues a run of `total_steps` from the updates already done (0 for a new trainer,
+    /// the checkpoint's count after [`Trainer::resume`]). Every `checkpoint_every` updates
+    /// (0: never) it writes a checkpoint to `checkpoint` (when given) and reseeds the
+    /// environments, so a run resumed from any checkpoint ends exactly as an uninterrupted one.
+    pub fn train_run(
+        &mut self,
+        total_steps: u64,
+        checkpoint_every: u64,
+        checkpoint: Option<&std::path::Path>,
         mut callback: impl FnMut(&UpdateStats) -> bool,
     ) -> Result<UpdateStats, PpoError> {
         let batch = self.cfg.batch_size() as u64;
         let num_updates = total_steps.div_ceil(batch).max(1);
         let mut last = UpdateStats::default();
-        for update in 0..num_updates {
-            let frac = 1.0 - update as f64 / num_updates as f64;
+        while self.updates_done < num_updates {
+            let frac = 1.0 - self.updates_done as f64 / num_updates as f64;
             let lr = if self.cfg.anneal_lr {
                 self.cfg.learning_rate * frac
             } else {
                 self.cfg.learning_rate
             };
             last = self.update(lr)?;
+            self.updates_done += 1;
+            if checkpoint_every > 0
+                && self.updates_done % checkpoint_every == 0
+                && self.updates_done < num_updates
+            {
+                if let Some(path) = checkpoint {
+                    self.save_checkpoint(path, total_steps, checkpoint_every)?;
+                }
+                self.reseed_env(self.updates_done)?;
+            }
             if !callback(&last) {
                 break;
             }
@@ -247,38 +332,107 @@ impl Trainer {
         Ok(last)
     }
 
-    /// One rollout and one PPO update at learning rate `lr`.
+    /// Updates done in the current run.
+    pub fn updates_done(&self) -> u64 {
+        self.updates_done
+    }
+
+    /// Resets the environments with a seed derived from the run's seed and `update`.
+    pub(crate) fn reseed_env(&mut self, update: u64) -> Result<(), PpoError> {
+        let seed = meshrl_twin_seed(self.cfg.seed, update);
+        if let Some(env) = self.env.as_mut() {
+            env.reset(Some(seed))?;
+        }
+        Ok(())
+    }
+
+    /// The environment config this trainer runs (with SAME_STEP autoreset), if it has one.
+    pub fn env_config(&self) -> Option<&EnvConfig> {
+        self.env_cfg.as_ref()
+    }
+
+    pub(crate) fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optim
+    }
+
+    pub(crate) fn rng_state(&self) -> &Xoshiro256PlusPlus {
+        &self.rng
+    }
+
+    pub(crate) fn recent_episodes(&self) -> impl Iterator<Item = &Finished> {
+        self.recent.iter()
+    }
+
+    /// Puts back a checkpoint's state (see `checkpoint.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn restore(
+        &mut self,
+        weights: &[f32],
+        param_ids: &[u64],
+        optimizer: burn::optim::OptimizerRecord,
+        rng: Xoshiro256PlusPlus,
+        updates_done: u64,
+        global_step: u64,
+        recent: VecDeque<Finished>,
+    ) -> Result<(), PpoError> {
+        self.set_weights(weights)?;
+        let model = std::mem::replace(
+            &mut self.model,
+            ActorCritic::new(1, 1, &[1], &Device::flex()),
+        );
+        self.model = crate::weights::set_param_ids(model, param_ids)?;
+        let optim = std::mem::replace(&mut self.optim, AdamConfig::new().init());
+        self.optim = optim.load_record(optimizer);
+        self.rng = rng;
+        self.updates_done = updates_done;
+        self.global_step = global_step;
+        self.recent = recent;
+        Ok(())
+    }
+
+    /// One rollout on the Rust environment and one PPO update at learning rate `lr`.
     pub fn update(&mut self, lr: f64) -> Result<UpdateStats, PpoError> {
-        let (n, t_max, d, k) = (self.cfg.num_envs, self.cfg.num_steps, self.obs_dim, self.k);
-        let (gamma, lambda) = (self.cfg.gamma, self.cfg.gae_lambda);
         let start = Instant::now();
         let mut stats = UpdateStats {
             learning_rate: lr,
             ..Default::default()
         };
-        let policy = self.model.valid();
+        let (rollout, last_values) = self.collect(&mut stats)?;
+        self.learn(&rollout, &last_values, lr, &mut stats)?;
+        stats.global_step = self.global_step;
+        stats.sps = rollout.actions.len() as f64 / start.elapsed().as_secs_f64();
+        self.episode_stats(&mut stats);
+        Ok(stats)
+    }
 
-        // 1. Rollout.
-        let mut obs = Vec::with_capacity(t_max * n * d);
-        let mut masks = Vec::with_capacity(t_max * n * k);
-        let mut actions = Vec::with_capacity(t_max * n);
-        let mut logps = Vec::with_capacity(t_max * n);
-        let mut values = Vec::with_capacity(t_max * n);
-        let mut rewards = Vec::with_capacity(t_max * n);
-        let mut dones = Vec::with_capacity(t_max * n);
+    /// `num_steps` steps of every environment with the current policy (sampled actions).
+    /// Returns the rollout and the values of the observations after its last step.
+    pub fn collect(&mut self, stats: &mut UpdateStats) -> Result<(Rollout, Vec<f32>), PpoError> {
+        let (n, t_max, d, k) = (self.cfg.num_envs, self.cfg.num_steps, self.obs_dim, self.k);
+        let (gamma, act) = (self.cfg.gamma, self.cfg.activation);
+        let policy = self.model.valid();
+        let env = self.env.as_mut().ok_or_else(|| PpoError::InvalidConfig {
+            field: "env".into(),
+            reason: "this trainer has no Rust environment: use store_transition/update_from_buffer"
+                .into(),
+        })?;
+        let mut r = Rollout {
+            num_envs: n,
+            ..Default::default()
+        };
         for _ in 0..t_max {
-            let b = self.env.buffers();
-            obs.extend_from_slice(&b.obs);
-            masks.extend_from_slice(&b.mask);
+            let b = env.buffers();
+            r.obs.extend_from_slice(&b.obs);
+            r.masks.extend_from_slice(&b.mask);
             let t0 = Instant::now();
-            let (logits, v) = self.infer(&policy, &b.obs);
+            let (logits, v) = crate::inference::infer(&policy, act, &b.obs, d);
             let (a, lp) = sample(&logits, &b.mask, k, &mut self.rng, false);
             stats.inference_s += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            self.env.step(&a)?;
+            env.step(&a)?;
             stats.env_s += t1.elapsed().as_secs_f64();
-            let b = self.env.buffers();
-            let mut r = b.reward.clone();
+            let b = env.buffers();
+            let mut rew = b.reward.clone();
             // Truncation is not termination: bootstrap from the final observation's value.
             let truncated: Vec<usize> = (0..n).filter(|&i| b.truncated[i]).collect();
             if !truncated.is_empty() {
@@ -287,15 +441,15 @@ impl Trainer {
                     .flat_map(|&i| b.final_obs[i * d..(i + 1) * d].iter().copied())
                     .collect();
                 let t2 = Instant::now();
-                let (_, vf) = self.infer(&policy, &rows);
+                let (_, vf) = crate::inference::infer(&policy, act, &rows, d);
                 stats.inference_s += t2.elapsed().as_secs_f64();
                 for (j, &i) in truncated.iter().enumerate() {
-                    r[i] += gamma * vf[j];
+                    rew[i] += gamma * vf[j];
                 }
             }
             for i in 0..n {
                 let done = b.terminated[i] || b.truncated[i];
-                dones.push(done as u8 as f32);
+                r.dones.push(done as u8 as f32);
                 if done {
                     let fi = b.final_info[i];
                     self.recent.push_back(Finished {
@@ -309,16 +463,69 @@ impl Trainer {
                     }
                 }
             }
-            rewards.extend_from_slice(&r);
-            actions.extend_from_slice(&a);
-            logps.extend_from_slice(&lp);
-            values.extend_from_slice(&v);
+            r.rewards.extend_from_slice(&rew);
+            r.actions.extend_from_slice(&a);
+            r.logps.extend_from_slice(&lp);
+            r.values.extend_from_slice(&v);
             self.global_step += n as u64;
         }
-        let (_, last_values) = self.infer(&policy, &self.env.buffers().obs.clone());
+        let (_, last_values) = crate::inference::infer(&policy, act, &env.buffers().obs, d);
+        Ok((r, last_values))
+    }
 
-        // 2. GAE.
+    /// One PPO update (GAE, then shuffled minibatch epochs) on `rollout`, whose observations
+    /// after the last step have values `last_values`. Losses go to `stats`.
+    pub fn learn(
+        &mut self,
+        rollout: &Rollout,
+        last_values: &[f32],
+        lr: f64,
+        stats: &mut UpdateStats,
+    ) -> Result<(), PpoError> {
+        let (n, d, k) = (rollout.num_envs, self.obs_dim, self.k);
+        let t_max = rollout.steps();
         let total = t_max * n;
+        if n == 0
+            || t_max == 0
+            || rollout.obs.len() != total * d
+            || rollout.masks.len() != total * k
+            || [rollout.logps.len(), rollout.values.len(), rollout.rewards.len(), rollout.dones.len()]
+                .iter()
+                .any(|&l| l != total)
+            || last_values.len() != n
+        {
+            return Err(PpoError::InvalidConfig {
+                field: "rollout".into(),
+                reason: format!(
+                    "inconsistent lengths: {t_max} steps × {n} envs need obs {} (got {}), masks {} \
+                     (got {}), {total} actions/logps/values/rewards/dones and {n} last values \
+                     (got {})",
+                    total * d,
+                    rollout.obs.len(),
+                    total * k,
+                    rollout.masks.len(),
+                    last_values.len()
+                ),
+            });
+        }
+        if let Some(&a) = rollout.actions.iter().find(|&&a| a < 0 || a as usize >= k) {
+            return Err(PpoError::InvalidConfig {
+                field: "rollout.actions".into(),
+                reason: format!("action {a} is outside 0..{k}"),
+            });
+        }
+        let (gamma, lambda) = (self.cfg.gamma, self.cfg.gae_lambda);
+        let (obs, masks, actions, logps, values, rewards, dones) = (
+            &rollout.obs,
+            &rollout.masks,
+            &rollout.actions,
+            &rollout.logps,
+            &rollout.values,
+            &rollout.rewards,
+            &rollout.dones,
+        );
+
+        // GAE.
         let mut adv = vec![0f32; total];
         let mut next_adv = vec![0f32; n];
         for t in (0..t_max).rev() {
@@ -335,7 +542,7 @@ impl Trainer {
                 adv[idx] = next_adv[i];
             }
         }
-        let returns: Vec<f32> = adv.iter().zip(&values).map(|(a, v)| a + v).collect();
+        let returns: Vec<f32> = adv.iter().zip(values).map(|(a, v)| a + v).collect();
 
         // 3. Minibatch epochs.
         let t3 = Instant::now();
@@ -480,20 +687,29 @@ impl Trainer {
         stats.entropy = ent_sum / c;
         stats.approx_kl = kl_sum / c;
         stats.clipfrac = clip_sum / c;
-        let mean_ret = returns.iter().sum::<f32>() / total as f32;
-        let var_y = returns.iter().map(|r| (r - mean_ret).powi(2)).sum::<f32>();
-        let var_res = returns
+        // Explained variance 1 − Var(returns − values) / Var(returns), as CleanRL logs it.
+        let mean = |x: &mut dyn Iterator<Item = f32>| {
+            let (s, c) = x.fold((0f64, 0usize), |(s, c), v| (s + v as f64, c + 1));
+            s / c.max(1) as f64
+        };
+        let mean_ret = mean(&mut returns.iter().copied());
+        let mean_res = mean(&mut returns.iter().zip(values).map(|(r, v)| r - v));
+        let var_y: f64 = returns.iter().map(|&r| (r as f64 - mean_ret).powi(2)).sum();
+        let var_res: f64 = returns
             .iter()
-            .zip(&values)
-            .map(|(r, v)| (r - v - (mean_ret - mean_ret)).powi(2))
-            .sum::<f32>();
+            .zip(values)
+            .map(|(r, v)| ((r - v) as f64 - mean_res).powi(2))
+            .sum();
         stats.explained_variance = if var_y > 0.0 {
-            1.0 - var_res / var_y
+            (1.0 - var_res / var_y) as f32
         } else {
             f32::NAN
         };
-        stats.global_step = self.global_step;
-        stats.sps = (t_max * n) as f64 / start.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Episode metrics over the recent finished episodes (return over the last 100).
+    fn episode_stats(&self, stats: &mut UpdateStats) {
         let last100: Vec<&Finished> = self.recent.iter().rev().take(100).collect();
         if !last100.is_empty() {
             let l = last100.len() as f32;
@@ -510,6 +726,189 @@ impl Trainer {
                     delivered.iter().map(|f| f.hops as f32).sum::<f32>() / delivered.len() as f32;
             }
         }
+    }
+
+    /// A trainer for an environment outside this crate (a Python `gymnasium.vector.VectorEnv`,
+    /// say) with `obs_dim` observations and `num_actions` discrete actions, `cfg.num_envs`
+    /// environments. Drive it with [`Trainer::sample`], [`Trainer::store_transition`] and
+    /// [`Trainer::update_from_buffer`].
+    pub fn for_spaces(obs_dim: usize, num_actions: usize, cfg: PpoConfig) -> Result<Trainer, PpoError> {
+        cfg.validate()?;
+        for (field, v) in [("obs_dim", obs_dim), ("num_actions", num_actions)] {
+            if v == 0 {
+                return Err(PpoError::InvalidConfig {
+                    field: field.into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        let (device, device_name) = crate::device::select(cfg.device)?;
+        let device = device.autodiff();
+        let model = {
+            let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            device.seed(cfg.seed);
+            let model = ActorCritic::new(obs_dim, num_actions, &cfg.hidden, &device);
+            model.visit(&mut Materialize);
+            model
+        };
+        Ok(Trainer {
+            buffer: Rollout {
+                num_envs: cfg.num_envs,
+                ..Default::default()
+            },
+            optim: AdamConfig::new().with_epsilon(1e-5).init(),
+            rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5050),
+            cfg,
+            env: None,
+            env_cfg: None,
+            updates_done: 0,
+            device,
+            device_name,
+            model,
+            global_step: 0,
+            recent: VecDeque::new(),
+            obs_dim,
+            k: num_actions,
+        })
+    }
+
+    fn check_batch(&self, obs: &[f32], mask: &[i8]) -> Result<usize, PpoError> {
+        let (d, k) = (self.obs_dim, self.k);
+        if obs.is_empty() || obs.len() % d != 0 || mask.len() != obs.len() / d * k {
+            return Err(PpoError::InvalidConfig {
+                field: "obs".into(),
+                reason: format!(
+                    "obs must hold n × {d} values and mask n × {k}; got {} and {}",
+                    obs.len(),
+                    mask.len()
+                ),
+            });
+        }
+        if let Some(i) = obs.iter().position(|v| !v.is_finite()) {
+            return Err(PpoError::InvalidConfig {
+                field: "obs".into(),
+                reason: format!("entry {i} is {}", obs[i]),
+            });
+        }
+        Ok(obs.len() / d)
+    }
+
+    /// Samples actions for a batch with the trainer's RNG; returns (actions, log-probabilities,
+    /// values): what [`Trainer::store_transition`] takes.
+    pub fn sample(
+        &mut self,
+        obs: &[f32],
+        mask: &[i8],
+    ) -> Result<(Vec<i64>, Vec<f32>, Vec<f32>), PpoError> {
+        self.check_batch(obs, mask)?;
+        let (logits, values) =
+            crate::inference::infer(&self.model.valid(), self.cfg.activation, obs, self.obs_dim);
+        let (a, lp) = sample(&logits, mask, self.k, &mut self.rng, false);
+        Ok((a, lp, values))
+    }
+
+    /// Critic values of a batch of observations.
+    pub fn values(&self, obs: &[f32]) -> Result<Vec<f32>, PpoError> {
+        let mask = vec![1i8; obs.len() / self.obs_dim.max(1) * self.k];
+        self.check_batch(obs, &mask)?;
+        Ok(crate::inference::infer(&self.model.valid(), self.cfg.activation, obs, self.obs_dim).1)
+    }
+
+    /// Appends one step of all `num_envs` environments to the rollout buffer. `rewards` should
+    /// already include `γ·V(final obs)` for truncated episodes; `dones` marks episode ends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_transition(
+        &mut self,
+        obs: &[f32],
+        mask: &[i8],
+        actions: &[i64],
+        logps: &[f32],
+        values: &[f32],
+        rewards: &[f32],
+        dones: &[bool],
+    ) -> Result<(), PpoError> {
+        let n = self.check_batch(obs, mask)?;
+        if n != self.cfg.num_envs {
+            return Err(PpoError::InvalidConfig {
+                field: "obs".into(),
+                reason: format!("{n} rows, the trainer has num_envs = {}", self.cfg.num_envs),
+            });
+        }
+        for (name, len) in [
+            ("actions", actions.len()),
+            ("logps", logps.len()),
+            ("values", values.len()),
+            ("rewards", rewards.len()),
+            ("dones", dones.len()),
+        ] {
+            if len != n {
+                return Err(PpoError::InvalidConfig {
+                    field: name.into(),
+                    reason: format!("{len} values for {n} environments"),
+                });
+            }
+        }
+        if let Some(i) = rewards.iter().position(|r| !r.is_finite()) {
+            return Err(PpoError::InvalidConfig {
+                field: "rewards".into(),
+                reason: format!("entry {i} is {}", rewards[i]),
+            });
+        }
+        if let Some(&a) = actions.iter().find(|&&a| a < 0 || a as usize >= self.k) {
+            return Err(PpoError::InvalidConfig {
+                field: "actions".into(),
+                reason: format!("action {a} is outside 0..{}", self.k),
+            });
+        }
+        let b = &mut self.buffer;
+        b.obs.extend_from_slice(obs);
+        b.masks.extend_from_slice(mask);
+        b.actions.extend_from_slice(actions);
+        b.logps.extend_from_slice(logps);
+        b.values.extend_from_slice(values);
+        b.rewards.extend_from_slice(rewards);
+        b.dones.extend(dones.iter().map(|&d| d as u8 as f32));
+        self.global_step += n as u64;
+        Ok(())
+    }
+
+    /// Transitions stored since the last update.
+    pub fn buffered_steps(&self) -> usize {
+        self.buffer.steps()
+    }
+
+    /// Records finished episodes' returns for `charts/episodic_return` (environments outside
+    /// this crate report them here).
+    pub fn record_episode(&mut self, episodic_return: f32) {
+        self.recent.push_back(Finished {
+            ret: episodic_return,
+            delivered: false,
+            latency_ms: 0.0,
+            hops: 0,
+        });
+        if self.recent.len() > 1000 {
+            self.recent.pop_front();
+        }
+    }
+
+    /// One PPO update on the stored transitions at learning rate `lr`; `last_obs` are the
+    /// observations after the last stored step (for bootstrapping). Empties the buffer.
+    pub fn update_from_buffer(&mut self, last_obs: &[f32], lr: f64) -> Result<UpdateStats, PpoError> {
+        let start = Instant::now();
+        let last_values = self.values(last_obs)?;
+        let rollout = std::mem::take(&mut self.buffer);
+        let transitions = rollout.actions.len();
+        let mut stats = UpdateStats {
+            learning_rate: lr,
+            ..Default::default()
+        };
+        let result = self.learn(&rollout, &last_values, lr, &mut stats);
+        self.buffer = rollout;
+        self.buffer.clear();
+        result?;
+        stats.global_step = self.global_step;
+        stats.sps = transitions as f64 / start.elapsed().as_secs_f64();
+        self.episode_stats(&mut stats);
         Ok(stats)
     }
 

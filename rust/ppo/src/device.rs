@@ -1,0 +1,105 @@
+//! Where training runs: `device = "auto" | "cpu" | "wgpu"`, chosen at the edge.
+//!
+//! - `cpu`: burn's `flex` backend (always built; deterministic for a seed).
+//! - `wgpu`: burn's `wgpu` backend: a GPU through Vulkan/Metal/DX12, or the CPU through a
+//!   software Vulkan driver (Mesa's lavapipe). Needs the crate feature `wgpu`
+//!   (`cargo run --release --features wgpu -p meshrl-cli -- train ... --device wgpu`).
+//! - `auto`: a discrete or integrated GPU through `wgpu` when the build has it and the machine
+//!   has one, else `cpu`. A software Vulkan driver does not count as a GPU.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::PpoError;
+
+/// The `device` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Wgpu,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = PpoError;
+    fn from_str(s: &str) -> Result<Self, PpoError> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "wgpu" => Ok(DeviceChoice::Wgpu),
+            other => Err(PpoError::InvalidConfig {
+                field: "ppo.device".into(),
+                reason: format!("`{other}`: expected `auto`, `cpu` or `wgpu`"),
+            }),
+        }
+    }
+}
+
+/// Whether this build has the `wgpu` backend.
+pub const HAS_WGPU: bool = cfg!(feature = "wgpu");
+
+#[cfg(feature = "wgpu")]
+fn probe(device: &Device) -> bool {
+    use burn::tensor::Tensor;
+    let d = device.clone();
+    // A missing adapter panics inside burn/cubecl; keep that from reaching the caller.
+    std::panic::catch_unwind(move || {
+        let t = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &d);
+        t.sum().into_scalar::<f32>() == 6.0
+    })
+    .unwrap_or(false)
+}
+
+/// Resolves a device choice to a burn device and its name (`flex`, `wgpu`).
+pub fn select(choice: DeviceChoice) -> Result<(Device, &'static str), PpoError> {
+    match choice {
+        DeviceChoice::Cpu => Ok((Device::flex(), "flex")),
+        DeviceChoice::Wgpu => wgpu_device(),
+        DeviceChoice::Auto => Ok(auto_device()),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_device() -> Result<(Device, &'static str), PpoError> {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    if *OK.get_or_init(|| probe(&device)) {
+        Ok((device, "wgpu"))
+    } else {
+        Err(PpoError::InvalidConfig {
+            field: "ppo.device".into(),
+            reason: "`wgpu`: no usable adapter (no GPU driver; on a CPU-only Linux machine \
+                     install a software Vulkan driver: apt-get install mesa-vulkan-drivers)"
+                .into(),
+        })
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_device() -> Result<(Device, &'static str), PpoError> {
+    Err(PpoError::InvalidConfig {
+        field: "ppo.device".into(),
+        reason: "`wgpu`: this build has no wgpu backend; rebuild with the `wgpu` feature \
+                 (cargo run --release --features wgpu -p meshrl-cli -- ...)"
+            .into(),
+    })
+}
+
+fn auto_device() -> (Device, &'static str) {
+    #[cfg(feature = "wgpu")]
+    {
+        use burn::tensor::DeviceKind;
+        static GPU: std::sync::OnceLock<Option<DeviceKind>> = std::sync::OnceLock::new();
+        let kind = GPU.get_or_init(|| {
+            [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0)]
+                .into_iter()
+                .find(|k| probe(&Device::wgpu(k.clone())))
+        });
+        if let Some(k) = kind {
+            return (Device::wgpu(k.clone()), "wgpu");
+        }
+    }
+    (Device::flex(), "flex")
+}
