@@ -63,6 +63,87 @@ class Trainer:
         self.ppo_config = ppo_cfg
         self._core = _core.Trainer(json.dumps(env_cfg), json.dumps(ppo_cfg))
 
+    @classmethod
+    def for_vector_env(cls, envs: Any, ppo: Mapping[str, Any] | None = None) -> "Trainer":
+        """A trainer for any ``gymnasium.vector.VectorEnv`` with a flat ``Box`` observation space
+        and a ``Discrete`` action space (the slower path: the environment steps in Python).
+        ``num_envs`` comes from ``envs``; train with :meth:`train_vector_env`. An
+        ``info["action_mask"]`` (n × actions, 1 = valid) is used when the environment gives one."""
+        from gymnasium import spaces
+
+        obs_space, act_space = envs.single_observation_space, envs.single_action_space
+        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+            raise ValueError(f"observations must be a flat Box, got {obs_space}")
+        if not isinstance(act_space, spaces.Discrete):
+            raise ValueError(f"actions must be Discrete, got {act_space}")
+        ppo_cfg = default_ppo_config()
+        unknown = set(ppo or {}) - set(ppo_cfg)
+        if unknown:
+            raise ValueError(f"unknown PPO setting(s) {sorted(unknown)}; known: {sorted(ppo_cfg)}")
+        ppo_cfg.update(ppo or {})
+        ppo_cfg["num_envs"] = int(envs.num_envs)
+        self = cls.__new__(cls)
+        self.total_steps = None
+        self.env_config = {}
+        self.ppo_config = ppo_cfg
+        self._num_actions = int(act_space.n)
+        self._core = _core.Trainer.for_spaces(int(obs_space.shape[0]), self._num_actions, json.dumps(ppo_cfg))
+        return self
+
+    def train_vector_env(
+        self,
+        envs: Any,
+        total_steps: int,
+        callback: Callable[[dict], Any] | None = None,
+        seed: int | None = None,
+    ) -> dict[str, float]:
+        """PPO on a Python vector environment for ``total_steps`` steps (learning rate annealed
+        over them when ``anneal_lr``). The environment must autoreset in SAME_STEP mode
+        (``gymnasium.make_vec(..., vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})``)
+        so truncated episodes can be bootstrapped from ``info["final_obs"]``. ``callback(stats)``
+        after each update; returning ``False`` stops."""
+        from gymnasium.vector import AutoresetMode
+
+        mode = envs.metadata.get("autoreset_mode")
+        if mode not in (AutoresetMode.SAME_STEP, "same_step", "SameStep"):
+            raise ValueError(
+                f"the vector env autoresets in {mode!r} mode; create it with "
+                "vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP}"
+            )
+        cfg = self.ppo_config
+        n, t_max, gamma = int(envs.num_envs), int(cfg["num_steps"]), float(cfg["gamma"])
+        if n != cfg["num_envs"]:
+            raise ValueError(f"envs has {n} environments, the trainer was made for {cfg['num_envs']}")
+        num_updates = max(1, -(-int(total_steps) // (n * t_max)))
+        obs, info = envs.reset(seed=cfg["seed"] if seed is None else seed)
+        ep_return = np.zeros(n, dtype=np.float64)
+        stats: dict[str, float] = {}
+        for update in range(num_updates):
+            lr = cfg["learning_rate"] * (1.0 - update / num_updates if cfg["anneal_lr"] else 1.0)
+            for _ in range(t_max):
+                o = np.ascontiguousarray(obs, dtype=np.float32).reshape(-1)
+                mask = info.get("action_mask") if isinstance(info, dict) else None
+                m = (np.ones((n, self._num_actions), np.int8) if mask is None else np.asarray(mask, np.int8)).reshape(-1)
+                actions, logps, values = self._core.sample(o, np.ascontiguousarray(m))
+                obs, reward, terminated, truncated, info = envs.step(actions)
+                reward = np.asarray(reward, dtype=np.float32).copy()
+                ep_return += reward
+                truncated = np.asarray(truncated, dtype=bool)
+                terminated = np.asarray(terminated, dtype=bool)
+                cut = np.flatnonzero(truncated & ~terminated)
+                if len(cut):
+                    final = np.stack([np.asarray(info["final_obs"][i], np.float32) for i in cut])
+                    reward[cut] += gamma * self._core.values(np.ascontiguousarray(final).reshape(-1))
+                done = terminated | truncated
+                for i in np.flatnonzero(done):
+                    self._core.record_episode(float(ep_return[i]))
+                    ep_return[i] = 0.0
+                self._core.store_transition(o, np.ascontiguousarray(m), actions, logps, values, reward, done)
+            stats = self._core.update_from_buffer(np.ascontiguousarray(obs, dtype=np.float32).reshape(-1), lr)
+            if callback is not None and callback(stats) is False:
+                break
+        return stats
+
     @property
     def global_step(self) -> int:
         return self._core.global_step

@@ -22,6 +22,14 @@ fn ppo_err(e: PpoError) -> PyErr {
     }
 }
 
+fn contiguous<'a, T: numpy::Element>(
+    a: &'a numpy::PyReadonlyArray1<'_, T>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
 fn stats_dict<'py>(py: Python<'py>, s: &UpdateStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("global_step", s.global_step)?;
@@ -62,6 +70,92 @@ impl PyTrainer {
         let cfg = env_cfg.clone();
         let inner = py.detach(|| guard(|| Trainer::new(cfg, ppo).map_err(ppo_err)))?;
         Ok(PyTrainer { inner, env_cfg })
+    }
+
+    /// A trainer for any environment with `obs_dim` observations and `num_actions` discrete
+    /// actions (a gymnasium VectorEnv driven from Python).
+    #[staticmethod]
+    fn for_spaces(obs_dim: usize, num_actions: usize, ppo_config_json: &str) -> PyResult<Self> {
+        let ppo: PpoConfig = serde_json::from_str(ppo_config_json)
+            .map_err(|e| PyValueError::new_err(format!("bad ppo config: {e}")))?;
+        let inner = guard(|| Trainer::for_spaces(obs_dim, num_actions, ppo).map_err(ppo_err))?;
+        Ok(PyTrainer {
+            inner,
+            env_cfg: EnvConfig::default(),
+        })
+    }
+
+    /// Sampled actions, their log-probabilities and the critic's values for a batch
+    /// (obs n × obs_dim float32, mask n × K int8, both flat).
+    fn sample<'py>(
+        &mut self,
+        py: Python<'py>,
+        obs: PyReadonlyArray1<'py, f32>,
+        mask: PyReadonlyArray1<'py, i8>,
+    ) -> PyResult<(
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyArray1<f32>>,
+        Bound<'py, PyArray1<f32>>,
+    )> {
+        let (a, lp, v) = self
+            .inner
+            .sample(contiguous(&obs, "obs")?, contiguous(&mask, "mask")?)
+            .map_err(ppo_err)?;
+        Ok((a.into_pyarray(py), lp.into_pyarray(py), v.into_pyarray(py)))
+    }
+
+    /// Critic values for a batch of observations (flat n × obs_dim).
+    fn values<'py>(
+        &self,
+        py: Python<'py>,
+        obs: PyReadonlyArray1<'py, f32>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let v = self.inner.values(contiguous(&obs, "obs")?).map_err(ppo_err)?;
+        Ok(v.into_pyarray(py))
+    }
+
+    /// Stores one step of every environment (flat arrays; rewards include γ·V(final obs) for
+    /// truncated episodes).
+    #[allow(clippy::too_many_arguments)]
+    fn store_transition(
+        &mut self,
+        obs: PyReadonlyArray1<'_, f32>,
+        mask: PyReadonlyArray1<'_, i8>,
+        actions: PyReadonlyArray1<'_, i64>,
+        logps: PyReadonlyArray1<'_, f32>,
+        values: PyReadonlyArray1<'_, f32>,
+        rewards: PyReadonlyArray1<'_, f32>,
+        dones: PyReadonlyArray1<'_, bool>,
+    ) -> PyResult<()> {
+        self.inner
+            .store_transition(
+                contiguous(&obs, "obs")?,
+                contiguous(&mask, "mask")?,
+                contiguous(&actions, "actions")?,
+                contiguous(&logps, "logps")?,
+                contiguous(&values, "values")?,
+                contiguous(&rewards, "rewards")?,
+                contiguous(&dones, "dones")?,
+            )
+            .map_err(ppo_err)
+    }
+
+    /// One PPO update on the stored transitions; `last_obs` follow the last stored step.
+    fn update_from_buffer<'py>(
+        &mut self,
+        py: Python<'py>,
+        last_obs: PyReadonlyArray1<'py, f32>,
+        lr: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let o = contiguous(&last_obs, "last_obs")?.to_vec();
+        let inner = &mut self.inner;
+        let stats = py.detach(|| guard(|| inner.update_from_buffer(&o, lr).map_err(ppo_err)))?;
+        stats_dict(py, &stats)
+    }
+
+    /// Reports a finished episode's return (for charts/episodic_return).
+    fn record_episode(&mut self, episodic_return: f32) {
+        self.inner.record_episode(episodic_return);
     }
 
     #[getter]

@@ -44,12 +44,17 @@ pub const HAS_WGPU: bool = cfg!(feature = "wgpu");
 fn probe(device: &Device) -> bool {
     use burn::tensor::Tensor;
     let d = device.clone();
-    // A missing adapter panics inside burn/cubecl; keep that from reaching the caller.
-    std::panic::catch_unwind(move || {
+    // A missing adapter panics inside burn/cubecl (on its device thread and then on ours):
+    // catch it, and keep the expected panic messages off the terminal while probing.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ok = std::panic::catch_unwind(move || {
         let t = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &d);
         t.sum().into_scalar::<f32>() == 6.0
     })
-    .unwrap_or(false)
+    .unwrap_or(false);
+    std::panic::set_hook(hook);
+    ok
 }
 
 /// Resolves a device choice to a burn device and its name (`flex`, `wgpu`).
