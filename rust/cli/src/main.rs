@@ -10,6 +10,7 @@ use meshrl_eval::stats::{self, Paired, Summary};
 use meshrl_eval::{baseline, evaluate, EvalOptions, BASELINES};
 
 mod plot;
+mod tb;
 
 #[derive(Parser)]
 #[command(
@@ -49,8 +50,8 @@ struct ExportArgs {
 struct TrainArgs {
     /// Training config (`configs/train/*.toml`): the environment, total steps, PPO settings.
     config: PathBuf,
-    /// Folder for `metrics.csv` (one row per update, CleanRL's metric names) and the trained
-    /// `policy.weights`.
+    /// Folder for `metrics.csv` (one row per update, CleanRL's metric names), TensorBoard events
+    /// (`tb/`), `config.json`, checkpoints and the trained `policy.weights`.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Override `total_steps`.
@@ -315,6 +316,17 @@ fn run_train(args: &TrainArgs) -> Result<(), String> {
         }
         None => None,
     };
+    // TensorBoard events in OUT/tb (CleanRL's tags), one writer per run.
+    // A resumed run writes to its own subfolder (tensorboard-rs names files by the second, so a
+    // second writer in one folder could overwrite the first one's file).
+    let mut board = args.out.as_ref().map(|d| {
+        let dir = if args.resume {
+            d.join("tb").join(format!("resumed-at-{}", trainer.global_step()))
+        } else {
+            d.join("tb")
+        };
+        tb::Board::new(&dir)
+    });
     eprintln!("training on {} ({})", trainer.device_name(), args.config.display());
     let start = Instant::now();
     let total = cfg.total_steps;
@@ -325,13 +337,20 @@ fn run_train(args: &TrainArgs) -> Result<(), String> {
                 "\r[{:>5.1}%] step {:>9} | {:>7.0} SPS | return {:>6.2} | delivery {:.3} | hops {:>5.2} | kl {:.4} ",
                 (100.0 * s.global_step as f64 / total as f64).min(100.0), s.global_step, s.sps, s.episodic_return, s.delivery_ratio, s.hops, s.approx_kl
             );
+            let values: [f64; 15] = [
+                s.episodic_return as f64, s.sps, s.learning_rate, s.policy_loss as f64, s.value_loss as f64,
+                s.entropy as f64, s.approx_kl as f64, s.clipfrac as f64, s.explained_variance as f64,
+                s.delivery_ratio as f64, s.latency_ms as f64, s.hops as f64, s.env_s, s.inference_s, s.update_s,
+            ];
+            if let Some(b) = board.as_mut() {
+                let named: Vec<(&str, f64)> = METRICS.split(',').skip(1).zip(values).collect();
+                b.scalars(s.global_step, &named);
+            }
             if let Some(f) = csv.as_mut() {
-                let row = format!(
-                    "{},{},{:.1},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4}",
-                    s.global_step, s.episodic_return, s.sps, s.learning_rate, s.policy_loss, s.value_loss, s.entropy,
-                    s.approx_kl, s.clipfrac, s.explained_variance, s.delivery_ratio, s.latency_ms, s.hops,
-                    s.env_s, s.inference_s, s.update_s
-                );
+                let row = std::iter::once(s.global_step.to_string())
+                    .chain(values.iter().map(|v| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(",");
                 if let Err(e) = writeln!(f, "{row}") {
                     io_error = Some(e.to_string());
                     return false;

@@ -142,6 +142,16 @@ fn train_saves_a_policy_that_eval_loads() {
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     assert!(metrics.starts_with("global_step,charts/episodic_return,charts/SPS"));
     assert_eq!(metrics.lines().count(), 3, "{metrics}"); // header + 2 updates of 4096 steps
+    // TensorBoard events: one file, holding CleanRL's tags.
+    let events: Vec<_> = std::fs::read_dir(dir.join("tb")).unwrap().flatten().collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let bytes = std::fs::read(events[0].path()).unwrap();
+    for tag in ["charts/episodic_return", "losses/approx_kl", "routing/delivery_ratio"] {
+        assert!(
+            bytes.windows(tag.len()).any(|w| w == tag.as_bytes()),
+            "no {tag} in the event file"
+        );
+    }
     let out = meshrl()
         .args(["eval", "--policy"])
         .arg(&dir)

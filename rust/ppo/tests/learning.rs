@@ -27,6 +27,8 @@ fn fast_config(seed: u64) -> PpoConfig {
         learning_rate: 1e-3,
         clip_value_loss: false,
         seed,
+        // The seeded numbers below hold on the CPU backend (flex is deterministic; a GPU is not).
+        device: meshrl_ppo::DeviceChoice::Cpu,
         ..PpoConfig::default()
     }
 }

@@ -1,0 +1,137 @@
+"""meshrl's PPO against Stable-Baselines3's PPO (PyTorch, CPU) on the same routing environment.
+
+1. Training SPS with the prototype's hyper-parameters (8 envs × 128 steps, 10 epochs,
+   minibatch 64, [64, 64] tanh, lr 3e-4) for both: ratio meshrl / SB3.
+2. Wall-clock to reach 95 % of shortest-path delivery (checked on 1,024 fresh packets after
+   every 16,384 steps for meshrl, every 8,192 for SB3): meshrl with the throughput config
+   (configs/train/small.toml) and with the prototype's settings, against SB3 with the
+   prototype's settings, each given a time budget.
+   SB3 has no action masking: it picks masked slots and loses those packets (invalid_action =
+   "lose"), as a PyTorch user of this environment would see without sb3-contrib.
+
+Both halves run in this script, on the same machine, one after the other.
+
+    pip install stable-baselines3   # brings PyTorch
+    python python/benchmarks/bench_sb3.py [--sps-steps 16384] [--sb3-budget-s 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import meshrl
+import meshrl.ppo
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SMALL = str(ROOT / "configs" / "env" / "small.toml")
+OVERRIDES = dict(envs_per_twin=4)  # as the training configs: many meshes, not one
+PROTOTYPE = dict(num_envs=8, num_steps=128, epochs=10, minibatch_size=64, learning_rate=3e-4, device="cpu")
+
+
+class RenameEpisodeKey(gym.Wrapper):
+    """SB3 reads info["episode"] as its Monitor's {"r", "l", "t"} dict; meshrl's info["episode"]
+    is the packet's index. Renamed so SB3's Monitor can add its own."""
+
+    def _fix(self, info):
+        info = dict(info)
+        info["packet"] = info.pop("episode", None)
+        return info
+
+    def reset(self, **kw):
+        obs, info = self.env.reset(**kw)
+        return obs, self._fix(info)
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        return obs, r, term, trunc, self._fix(info)
+
+
+def sb3_model(n_envs: int, seed: int):
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env(lambda: RenameEpisodeKey(gym.make("meshrl/MeshRouting-v0", config=SMALL, hop_cost=0.5, **OVERRIDES)),
+                       n_envs=n_envs, seed=seed)
+    return PPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=10, learning_rate=3e-4, gamma=0.99,
+               gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, seed=seed,
+               policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh),
+               device="cpu", verbose=0)
+
+
+def sb3_delivery(model, episodes: int = 1024, seed: int = 1_000_003) -> float:
+    """Delivery ratio of the SB3 policy (sampled actions) on fresh packets."""
+    env = meshrl.MeshRoutingVecEnv(64, config=SMALL, hop_cost=0.5, **OVERRIDES)
+    obs, _ = env.reset(seed=seed)
+    delivered = done_count = 0
+    while done_count < episodes:
+        actions, _ = model.predict(obs, deterministic=False)
+        obs, _, term, trunc, info = env.step(actions)
+        ended = term | trunc
+        if ended.any():
+            delivered += int(np.sum(info["outcome"][ended] == meshrl.envs.OUTCOMES.index("delivered")))
+            done_count += int(ended.sum())
+    return delivered / done_count
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sps-steps", type=int, default=16384)
+    p.add_argument("--sb3-budget-s", type=float, default=300.0)
+    args = p.parse_args()
+
+    # 1. SPS, prototype hyper-parameters.
+    t = meshrl.ppo.Trainer(SMALL, PROTOTYPE, hop_cost=0.5, **OVERRIDES)
+    t.train(1024)  # warm-up
+    t0 = time.perf_counter()
+    t.train(args.sps_steps)
+    ours = args.sps_steps / (time.perf_counter() - t0)
+    model = sb3_model(8, 0)
+    model.learn(1024)
+    t0 = time.perf_counter()
+    model.learn(args.sps_steps, reset_num_timesteps=False)
+    theirs = args.sps_steps / (time.perf_counter() - t0)
+    print(f"SPS, prototype settings: meshrl {ours:,.0f}  SB3 {theirs:,.0f}  ratio {ours / theirs:.1f}x")
+
+    # 2. Time to 95 % of shortest path.
+    sp = meshrl.ppo.Trainer(config=ROOT / "configs" / "train" / "small.toml").evaluate(episodes=1024)["shortest_path"]["delivery_ratio"]
+    target = 0.95 * sp
+    print(f"shortest path {sp:.3f}, target {target:.3f}")
+    results = {}
+    for label, make in [
+        ("throughput config (configs/train/small.toml)", lambda: meshrl.ppo.Trainer(config=ROOT / "configs" / "train" / "small.toml")),
+        ("prototype settings", lambda: meshrl.ppo.Trainer(SMALL, PROTOTYPE, hop_cost=0.5, **OVERRIDES)),
+    ]:
+        trainer = make()
+        start, reached, chunk = time.perf_counter(), None, 16384
+        while trainer.global_step < 2_000_000 and time.perf_counter() - start < args.sb3_budget_s:
+            trainer.train(chunk)
+            if trainer.evaluate(episodes=1024)["ppo"]["delivery_ratio"] >= target:
+                reached = time.perf_counter() - start
+                break
+        results[label] = reached
+        print(f"meshrl, {label}: {'%.1f s' % reached if reached else 'not reached'} "
+              f"({trainer.global_step:,} steps; evaluation time included)")
+    reached = min((r for r in results.values() if r), default=None)
+    model = sb3_model(8, 0)
+    start, sb3_reached, best = time.perf_counter(), None, 0.0
+    while time.perf_counter() - start < args.sb3_budget_s:
+        model.learn(8 * 128 * 8, reset_num_timesteps=False)
+        best = max(best, sb3_delivery(model))
+        if best >= target:
+            sb3_reached = time.perf_counter() - start
+            break
+    print(f"SB3 (prototype settings): {'%.1f s' % sb3_reached if sb3_reached else 'not reached within %.0f s' % args.sb3_budget_s} "
+          f"({model.num_timesteps:,} steps; best delivery {best:.3f})")
+    if reached:
+        bound = sb3_reached or args.sb3_budget_s
+        print(f"time-to-95%-of-SP ratio (meshrl's faster setting): {'' if sb3_reached else '>= '}{bound / reached:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
