@@ -3,7 +3,10 @@
 //! [`Trainer`] collects rollouts from the native [`meshrl_env::VecEnv`] (no Python in the
 //! loop), computes GAE with bootstrapping on truncation, and runs clipped-surrogate PPO with a
 //! clipped value loss, entropy bonus, global gradient-norm clipping and invalid-action masking.
-//! The backend lives in the device (`flex` on the CPU).
+//! The backend lives in the device: `flex` on the CPU, `wgpu` with the `wgpu` feature
+//! ([`DeviceChoice`]). [`Trainer::train_run`] checkpoints and [`Trainer::resume`] continues bit
+//! for bit; [`Trainer::for_spaces`] + [`Trainer::store_transition`] train on environments
+//! outside this crate; [`export`] writes a policy for the `meshrl-runtime` crate.
 
 mod checkpoint;
 mod config;
