@@ -214,16 +214,27 @@ pub(crate) fn sample(
 
 impl Trainer {
     /// A trainer on `env_cfg` (its autoreset mode is set to SAME_STEP, which bootstrapping on
-    /// truncation needs) with `cfg.num_envs` environments, on the CPU (`flex`).
+    /// truncation needs) with `cfg.num_envs` environments, on the device `cfg.device` picks.
     pub fn new(env_cfg: EnvConfig, cfg: PpoConfig) -> Result<Trainer, PpoError> {
         cfg.validate()?;
         let mut env_cfg = env_cfg;
         env_cfg.env.autoreset_mode = AutoresetMode::SameStep;
         let mut env = VecEnv::new(env_cfg.clone(), cfg.num_envs)?;
         env.reset(Some(cfg.seed))?;
+        let (obs_dim, k) = (env.obs_dim(), env.max_neighbors());
+        Trainer::build(obs_dim, k, cfg, Some((env, env_cfg)))
+    }
+
+    /// The model (seeded, materialized under [`INIT_LOCK`]), optimizer and RNG for a validated
+    /// config, with or without a Rust environment.
+    fn build(
+        obs_dim: usize,
+        k: usize,
+        cfg: PpoConfig,
+        env: Option<(VecEnv, EnvConfig)>,
+    ) -> Result<Trainer, PpoError> {
         let (device, device_name) = crate::device::select(cfg.device)?;
         let device = device.autodiff();
-        let (obs_dim, k) = (env.obs_dim(), env.max_neighbors());
         let model = {
             let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
             device.seed(cfg.seed);
@@ -231,22 +242,21 @@ impl Trainer {
             model.visit(&mut Materialize);
             model
         };
-        let optim = AdamConfig::new().with_epsilon(1e-5).init();
-        let rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5050);
+        let (env, env_cfg) = env.unzip();
         Ok(Trainer {
             buffer: Rollout {
                 num_envs: cfg.num_envs,
                 ..Default::default()
             },
+            optim: AdamConfig::new().with_epsilon(1e-5).init(),
+            rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5050),
             cfg,
-            env: Some(env),
-            env_cfg: Some(env_cfg),
+            env,
+            env_cfg,
             updates_done: 0,
             device,
             device_name,
             model,
-            optim,
-            rng,
             global_step: 0,
             recent: VecDeque::new(),
             obs_dim,
@@ -742,34 +752,7 @@ impl Trainer {
                 });
             }
         }
-        let (device, device_name) = crate::device::select(cfg.device)?;
-        let device = device.autodiff();
-        let model = {
-            let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-            device.seed(cfg.seed);
-            let model = ActorCritic::new(obs_dim, num_actions, &cfg.hidden, &device);
-            model.visit(&mut Materialize);
-            model
-        };
-        Ok(Trainer {
-            buffer: Rollout {
-                num_envs: cfg.num_envs,
-                ..Default::default()
-            },
-            optim: AdamConfig::new().with_epsilon(1e-5).init(),
-            rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5050),
-            cfg,
-            env: None,
-            env_cfg: None,
-            updates_done: 0,
-            device,
-            device_name,
-            model,
-            global_step: 0,
-            recent: VecDeque::new(),
-            obs_dim,
-            k: num_actions,
-        })
+        Trainer::build(obs_dim, num_actions, cfg, None)
     }
 
     fn check_batch(&self, obs: &[f32], mask: &[i8]) -> Result<usize, PpoError> {

@@ -70,3 +70,10 @@ fn export_with_critic_loads_and_keeps_the_model_card() {
     assert_eq!(card["training_config"]["test"], "critic");
     assert_eq!(card["observation"]["constants"]["hops_scale"], 32.0);
 }
+
+#[test]
+fn observation_layout_matches_the_environment() {
+    // The runtime keeps its own copy (it cannot depend on the environment crate).
+    assert_eq!(meshrl_runtime::FEATURE_NAMES, meshrl_env::obs::FEATURE_NAMES);
+    assert_eq!(meshrl_runtime::FEATURES_PER_NEIGHBOR, meshrl_env::obs::FEATURES_PER_NEIGHBOR);
+}
