@@ -7,12 +7,15 @@
 //! ```
 //!
 //! A real node reads its neighbour table from the routing daemon (batman-adv's originator
-//! table, OLSR's link set: RSSI, link quality, rate) and the hop counts to the packet's
-//! destination from its routes; here a small simulated radio stands in for those reads.
+//! table, OLSR's link set: RSSI, link quality, rate), the hop counts and advertised ETX and
+//! latency distances to the packet's destination from its routes, and the TTL, hop count and
+//! visited nodes from the packet's header; here a small simulated radio stands in for those
+//! reads. The same loop runs policies of either feature set (`spec` reads the link
+//! measurements and the queue; `routing` also the advertisements and the header).
 
 use std::process::ExitCode;
 
-use meshrl_runtime::{NeighborMeasurement, Policy};
+use meshrl_runtime::{NodeContext, Policy, SlotMeasurement};
 
 /// Stand-in for the radio and routing daemon: a few neighbours whose links drift.
 struct Radio {
@@ -31,20 +34,27 @@ impl Radio {
     }
 
     /// The neighbour table as the policy wants it: one entry per slot, `None` when empty.
-    fn measure(&mut self, destination: u32, table: &mut [Option<NeighborMeasurement>]) {
+    /// `visited`: the nodes in the packet's header.
+    fn measure(&mut self, destination: u32, visited: &[u32], table: &mut [Option<SlotMeasurement>]) {
         table.fill(None);
         let entries = self.neighbors.clone();
         for (slot, &(id, rssi, latency)) in entries.iter().enumerate().take(table.len()) {
             let rssi = rssi + 4.0 * (self.next() - 0.5);
             // Frame loss grows as the signal nears the noise floor.
             let loss = (1.0 / (1.0 + ((rssi + 85.0) / 3.0).exp())).clamp(0.0, 1.0);
-            table[slot] = Some(NeighborMeasurement {
+            let hops = id.abs_diff(destination);
+            table[slot] = Some(SlotMeasurement {
                 rssi_dbm: rssi,
                 latency_ms: latency * (1.0 + self.next()),
                 packet_loss: loss,
-                hops_to_destination: Some(id.abs_diff(destination)),
+                hops_to_destination: Some(hops),
                 bandwidth_mbps: if rssi > -65.0 { 65.0 } else { 13.0 },
                 trust: 0.9 + 0.1 * self.next(),
+                // What the routing protocol's last advertisement said about the rest of the path.
+                etx_to_destination: hops as f32 * (1.0 + 0.5 * self.next()),
+                latency_to_destination_ms: hops as f32 * 4.0,
+                queue: 0.3 * self.next(),
+                visited: visited.contains(&id),
             });
         }
     }
@@ -81,16 +91,24 @@ fn main() -> ExitCode {
         neighbors: vec![(3, -52.0, 2.0), (7, -71.0, 4.0), (9, -83.0, 9.0), (12, -60.0, 3.0)],
     };
     println!(
-        "policy: {} slots, hidden {:?}, checksum {:016x}",
+        "policy: {} architecture on {} features, {} slots, hidden {:?}, checksum {:016x}",
+        policy.architecture().name(),
+        policy.feature_set().name(),
         policy.num_actions(),
         policy.hidden(),
         policy.checksum()
     );
     for packet in 0..8u32 {
         let destination = [5, 10, 14, 8][packet as usize % 4];
-        let queue = 0.1 * (packet % 5) as f32;
-        radio.measure(destination, &mut table);
-        if let Err(e) = spec.build(&table, queue, &mut obs, &mut mask) {
+        // The packet's header: it came from node 1 (and node 7, for every other packet).
+        let visited: &[u32] = if packet % 2 == 0 { &[1] } else { &[1, 7] };
+        let here = NodeContext {
+            queue: 0.1 * (packet % 5) as f32,
+            hops_taken: visited.len() as u32,
+            ttl: 32,
+        };
+        radio.measure(destination, visited, &mut table);
+        if let Err(e) = spec.build(&table, &here, &mut obs, &mut mask, &mut scratch) {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }

@@ -62,6 +62,63 @@ def test_bad_config_raises_value_error_naming_the_field(kwargs, needle):
         gymnasium.make(meshrl.ENV_ID, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, needle",
+    [
+        ({"num_nodes": float("nan")}, TypeError, r"`topology\.num_nodes` must be an int, got float nan"),
+        ({"num_nodes": "x"}, TypeError, r"`topology\.num_nodes` must be an int, got str 'x'"),
+        ({"num_nodes": 24.0}, TypeError, r"topology\.num_nodes"),
+        ({"num_nodes": True}, TypeError, r"topology\.num_nodes"),
+        ({"num_nodes": -1}, ValueError, r"invalid config field `topology\.num_nodes`"),
+        ({"num_nodes": 2**70}, ValueError, r"invalid config field `topology\.num_nodes`"),
+        ({"ttl": 2**40}, ValueError, r"invalid config field `env\.ttl`"),
+        ({"seed": -5}, ValueError, r"invalid config field `seed`"),
+        ({"untrusted_fraction": float("nan")}, ValueError, r"`trust\.untrusted_fraction` must be a finite number"),
+        ({"area_m": float("inf")}, ValueError, r"topology\.area_m"),
+        ({"untrusted_fraction": "0.1"}, TypeError, r"trust\.untrusted_fraction"),
+        ({"churn": 1}, TypeError, r"`dynamics\.churn` must be a bool"),
+        ({"topology": {"kind": 3}}, TypeError, r"topology\.kind"),
+        ({"topology": {"num_nodes": float("nan")}}, TypeError, r"topology\.num_nodes"),
+        ({"reward": {"hop_cost": float("-inf")}}, ValueError, r"reward\.hop_cost"),
+        ({"topology": 5}, ValueError, r"section `topology`"),
+    ],
+)
+def test_mistyped_or_non_finite_kwargs_name_the_field(kwargs, error, needle):
+    with pytest.raises(error, match=needle):
+        gymnasium.make(meshrl.ENV_ID, **kwargs)
+    with pytest.raises(error, match=needle):
+        gymnasium.make_vec(meshrl.ENV_ID, num_envs=2, **kwargs)
+
+
+def test_mistyped_dict_config_names_the_field():
+    with pytest.raises(TypeError, match=r"topology\.num_nodes"):
+        meshrl.MeshRoutingEnv(config={"topology": {"num_nodes": "many"}})
+    with pytest.raises(ValueError, match=r"invalid config field `radio\.mac_retries`"):
+        meshrl.resolve_config({"radio": {"mac_retries": -2}})
+    with pytest.raises(ValueError, match=r"trust\.drop_probability"):
+        meshrl.resolve_config({"trust": {"drop_probability": float("nan")}})
+
+
+def test_numpy_scalars_are_accepted_as_config_values():
+    cfg = meshrl.resolve_config(num_nodes=np.int64(24), untrusted_fraction=np.float32(0.25), churn=np.bool_(True))
+    assert cfg["topology"]["num_nodes"] == 24 and cfg["dynamics"]["churn"] is True
+    assert cfg["trust"]["untrusted_fraction"] == 0.25
+    assert meshrl.resolve_config(area_m=300)["topology"]["area_m"] == 300.0
+
+
+def test_infos_name_the_packet_not_the_episode(small_config):
+    # "episode" belongs to episode-statistics wrappers (Gymnasium's, SB3's Monitor).
+    env = meshrl.MeshRoutingEnv(config=small_config)
+    _, info = env.reset(seed=0)
+    assert "episode" not in info and info["packet"] == 0
+    venv = meshrl.MeshRoutingVecEnv(num_envs=4, config=small_config, autoreset_mode="same_step")
+    _, infos = venv.reset(seed=0)
+    assert "episode" not in infos and "_episode" not in infos
+    np.testing.assert_array_equal(infos["packet"], 0)
+    assert infos["_packet"].all()
+    assert "episode" not in infos["final_info"] and "packet" in infos["final_info"]
+
+
 def test_bad_files_raise_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.toml"):
         meshrl.MeshRoutingEnv(config=str(tmp_path / "nope.toml"))

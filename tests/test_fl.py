@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshrl import fl
+from meshrl import _core, fl
 from meshrl.fl import attacks
 
 # ---- NumPy references (Flower's aggregate.py semantics, float64) -------------------------
@@ -193,8 +193,59 @@ def test_invalid_clients_error_or_drop_with_report():
 def test_bad_arguments_raise_value_error(call, needle):
     with pytest.raises(ValueError, match=needle):
         call(data(10, 20))
-    with pytest.raises(OverflowError):
-        fl.krum(data(10, 20), -1)
+
+
+@pytest.mark.parametrize(
+    "call, error, needle",
+    [
+        # Huge counts used to wrap (2**63: 2f + 2 overflowed to 2) or panic (2**62).
+        (lambda x: fl.krum(x, 2**63), ValueError, r"num_byzantine must be in 0\.\.=10 .*got 9223372036854775808"),
+        (lambda x: fl.bulyan(x, 2**62), ValueError, r"num_byzantine must be in 0\.\.=10"),
+        (lambda x: fl.krum(x, 2**64), ValueError, "num_byzantine"),
+        (lambda x: fl.krum(x, -1), ValueError, r"num_byzantine must be in 0\.\.=10 .*got -1"),
+        (lambda x: fl.nnm(x, 2**63), ValueError, "num_byzantine"),
+        (lambda x: fl.nnm(x, -2), ValueError, "num_byzantine"),
+        (lambda x: fl.krum(x, 1, num_selected=11), ValueError, r"num_selected must be in 1\.\.=10"),
+        (lambda x: fl.krum(x, 1, num_selected=-1), ValueError, "num_selected"),
+        (lambda x: fl.geometric_median(x, max_iter=-1), ValueError, "max_iter"),
+        (lambda x: fl.geometric_median(x, max_iter=2**64), ValueError, "max_iter"),
+        (lambda x: fl.centered_clipping(x, iterations=-3), ValueError, "iterations"),
+        (lambda x: attacks.sign_flip(x, -1), ValueError, "num_byzantine"),
+        (lambda x: attacks.gaussian(x, 2**62), ValueError, r"num_byzantine must be in 0\.\.=107374182 "),
+        (lambda x: attacks.gaussian(x, 2, seed=-1), ValueError, "seed"),
+        # Floats and bools are not counts.
+        (lambda x: fl.krum(x, 1.0), TypeError, r"num_byzantine must be an int in 0\.\.=10.*float"),
+        (lambda x: fl.krum(x, True), TypeError, "num_byzantine .*bool"),
+        (lambda x: fl.bulyan(x, np.float64(1)), TypeError, "num_byzantine"),
+        (lambda x: fl.krum(x, 1, num_selected=2.5), TypeError, "num_selected"),
+        (lambda x: fl.krum(x, 1, num_selected=False), TypeError, "num_selected"),
+        (lambda x: fl.geometric_median(x, max_iter=10.0), TypeError, "max_iter"),
+        (lambda x: fl.centered_clipping(x, iterations=True), TypeError, "iterations"),
+        (lambda x: fl.nnm(x, 1.5), TypeError, "num_byzantine"),
+        (lambda x: fl.nnm(x, "2"), TypeError, "num_byzantine"),
+        (lambda x: fl.krum(x, None), TypeError, "num_byzantine"),
+        (lambda x: _core.attack("sign_flip", x, 2.0), TypeError, "num_byzantine"),
+        (lambda x: _core.attack("sign_flip", x, True), TypeError, "num_byzantine"),
+        (lambda x: _core.attack("gaussian", x, 2, seed=0.5), TypeError, "seed"),
+        (lambda x: _core.aggregate("median", x, dim=0), ValueError, "dim"),
+        (lambda x: _core.aggregate("median", x, dim=3.0), TypeError, "dim"),
+    ],
+)
+def test_bad_counts_raise_errors_naming_the_parameter_and_range(call, error, needle):
+    with pytest.raises(error, match=needle):
+        call(data(10, 20))
+
+
+def test_counts_accept_python_and_numpy_ints():
+    x = data(10, 20)
+    for f in (2, np.int64(2), np.uint8(2), np.int32(2)):
+        close(fl.krum(x, f, num_selected=np.int16(3)), ref_krum(x, 2, 3))
+        close(fl.bulyan(x, f), ref_bulyan(x, 2))
+        close(fl.nnm(x, f), ref_nnm(x, 2))
+        assert attacks.sign_flip(x, f).shape == (2, 20)
+    close(fl.krum(x, 0), ref_krum(x, 0))
+    close(fl.geometric_median(x, max_iter=np.int64(3)), ref_geometric_median(x, max_iter=3), tol=1e-5)
+    close(fl.centered_clipping(x, iterations=0), np.median(x.astype(np.float64), axis=0))
 
 
 def test_byzantine_minority_cannot_drag_robust_rules():

@@ -21,7 +21,6 @@ import argparse
 import pathlib
 import time
 
-import gymnasium as gym
 import numpy as np
 
 import meshrl
@@ -33,31 +32,13 @@ OVERRIDES = dict(envs_per_twin=4)  # as the training configs: many meshes, not o
 PROTOTYPE = dict(num_envs=8, num_steps=128, epochs=10, minibatch_size=64, learning_rate=3e-4, device="cpu")
 
 
-class RenameEpisodeKey(gym.Wrapper):
-    """SB3 reads info["episode"] as its Monitor's {"r", "l", "t"} dict; meshrl's info["episode"]
-    is the packet's index. Renamed so SB3's Monitor can add its own."""
-
-    def _fix(self, info):
-        info = dict(info)
-        info["packet"] = info.pop("episode", None)
-        return info
-
-    def reset(self, **kw):
-        obs, info = self.env.reset(**kw)
-        return obs, self._fix(info)
-
-    def step(self, action):
-        obs, r, term, trunc, info = self.env.step(action)
-        return obs, r, term, trunc, self._fix(info)
-
-
 def sb3_model(n_envs: int, seed: int):
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    env = make_vec_env(lambda: RenameEpisodeKey(gym.make("meshrl/MeshRouting-v0", config=SMALL, hop_cost=0.5, **OVERRIDES)),
-                       n_envs=n_envs, seed=seed)
+    env = make_vec_env("meshrl/MeshRouting-v0", n_envs=n_envs, seed=seed,
+                       env_kwargs=dict(config=SMALL, hop_cost=0.5, **OVERRIDES))
     return PPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=10, learning_rate=3e-4, gamma=0.99,
                gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, seed=seed,
                policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh),

@@ -7,9 +7,11 @@ every environment in Rust.
 """
 
 from meshrl._core import (
+    CorruptFileError,
     EnvStateError,
     InternalError,
     MeshrlError,
+    NonFiniteError,
     TopologyError,
     __version__,
 )
@@ -33,12 +35,14 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "CorruptFileError",
     "ENV_ID",
     "EnvStateError",
     "InternalError",
     "MeshRoutingEnv",
     "MeshRoutingVecEnv",
     "MeshrlError",
+    "NonFiniteError",
     "TopologyError",
     "__version__",
     "default_config",

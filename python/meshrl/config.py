@@ -9,7 +9,10 @@ A config has sections (``topology``, ``radio``, ``traffic``, ``trust``, ``dynami
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
+import re
 from typing import Any, Mapping
 
 from meshrl import _core
@@ -38,17 +41,121 @@ def _field_index(defaults: Mapping[str, Any]) -> dict[str, str]:
     return {name: sections[0] for name, sections in seen.items() if len(sections) == 1}
 
 
+def _checked(where: str, value: Any, default: Any) -> Any:
+    """``value`` for the field ``where`` (``section.field``) as a JSON value of its default's
+    type. Raises ``TypeError`` (wrong type) or ``ValueError`` (NaN or infinite) naming it."""
+
+    def wrong(expected: str) -> TypeError:
+        return TypeError(f"config field `{where}` must be {expected}, got {type(value).__name__} {value!r}")
+
+    is_bool = isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")
+    if isinstance(default, bool):
+        if not is_bool:
+            raise wrong("a bool")
+        return bool(value)
+    if isinstance(default, int):
+        if is_bool or not isinstance(value, numbers.Integral):
+            raise wrong("an int")
+        return int(value)
+    if isinstance(default, float):
+        if is_bool or not isinstance(value, numbers.Real):
+            raise wrong("a number")
+        if not math.isfinite(value):
+            raise ValueError(f"config field `{where}` must be a finite number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if default is None:  # an optional path
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise wrong("a path or None")
+    if isinstance(default, list):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise wrong("a list")
+        if default:
+            return [_checked(f"{where}[{i}]", v, default[0]) for i, v in enumerate(value)]
+        return list(value)
+    return value
+
+
+def _checked_config(cfg: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``cfg`` with every known field checked by :func:`_checked`; unknown names are
+    left for the Rust parser to reject by name."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        default = defaults.get(key, _UNKNOWN)
+        if isinstance(default, dict):
+            if not isinstance(value, Mapping):
+                raise TypeError(f"config section `{key}` must be given as a dict, got {type(value).__name__}")
+            out[key] = {
+                name: v if default.get(name, _UNKNOWN) is _UNKNOWN else _checked(f"{key}.{name}", v, default[name])
+                for name, v in value.items()
+            }
+        elif default is _UNKNOWN:
+            out[key] = value
+        else:
+            out[key] = _checked(key, value, default)
+    return out
+
+
+_UNKNOWN = object()
+_LOCATION = re.compile(r"\s*at line (\d+) column (\d+)")
+
+
+def _dumps_with_spans(cfg: Mapping[str, Any]) -> tuple[str, list[tuple[int, str]]]:
+    """``cfg`` as compact JSON, with the offset at which each field's value starts."""
+    text, spans = "{", []
+    for i, (key, value) in enumerate(cfg.items()):
+        text += ("," if i else "") + json.dumps(key) + ":"
+        if isinstance(value, Mapping):
+            text += "{"
+            for j, (name, v) in enumerate(value.items()):
+                text += ("," if j else "") + json.dumps(name) + ":"
+                spans.append((len(text), f"{key}.{name}"))
+                text += json.dumps(v, default=repr)
+            text += "}"
+        else:
+            spans.append((len(text), key))
+            text += json.dumps(value, default=repr)
+    return text + "}", spans
+
+
+def _validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Validates ``cfg`` in Rust. A parse error (a value the schema cannot hold, such as a
+    negative count) comes back as a JSON position; it is re-raised naming the field there."""
+    text, spans = _dumps_with_spans(cfg)
+    try:
+        return json.loads(_core.validate_config(text))
+    except ValueError as e:
+        found = _LOCATION.search(str(e))
+        if not found or found.group(1) != "1":
+            raise
+        column = int(found.group(2))  # 1-based; serde reports it at or just after the value
+        fields = [name for start, name in spans if start < column]
+        if not fields:
+            raise
+        reason = _LOCATION.sub("", str(e)).split(": ", 1)[-1]
+        raise ValueError(f"invalid config field `{fields[-1]}`: {reason}") from None
+
+
 def resolve_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """Builds a validated config dict from a TOML path or a dict, then keyword overrides.
 
-    Raises ``ValueError`` naming the field for unknown names or out-of-range values.
+    Raises ``ValueError`` naming the field for unknown names, out-of-range, NaN or infinite
+    values, and ``TypeError`` naming it for values of the wrong type (a string or a float for
+    a count, a number for a bool, ...).
     """
+    defaults = default_config()
     if config is None:
         cfg = default_config()
     elif isinstance(config, (str, os.PathLike)):
         cfg = load_config(config)
     elif isinstance(config, Mapping):
-        cfg = json.loads(_core.validate_config(json.dumps(dict(config))))
+        cfg = _validate(_checked_config(config, defaults))
     else:
         raise TypeError(f"config must be a TOML path, a dict or None, not {type(config).__name__}")
     index = _field_index(cfg)
@@ -65,4 +172,4 @@ def resolve_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = N
             raise ValueError(
                 f"unknown config field `{key}`; sections: {sorted(k for k, v in cfg.items() if isinstance(v, dict))}"
             )
-    return json.loads(_core.validate_config(json.dumps(cfg)))
+    return _validate(_checked_config(cfg, defaults))

@@ -8,6 +8,15 @@ Observations are float32 vectors of ``max_neighbors * 6 + 1`` values (per neighb
 rssi, latency, packet_loss, hop_count_to_destination, bandwidth, trust, normalized to roughly
 [-1, 1]; then the local queue depth). The action is a neighbour slot; the valid ones are in
 ``info["action_mask"]`` (int8, 1 = valid), the convention of Gymnasium's Taxi.
+
+Infos carry ``outcome``, ``packet`` (the packet's index within its environment, from 0 at each
+seeded reset), ``loss_cause``, ``source``, ``destination``, ``node``, ``path_length``,
+``shortest_hops``, ``latency_ms`` and ``episode_return``. The key ``episode`` is left to
+episode-statistics wrappers (Gymnasium's ``RecordEpisodeStatistics``, SB3's ``Monitor``).
+
+``render_mode="rgb_array"`` renders the mesh, its links coloured by packet loss, the packet's
+path, its node and its destination (:func:`meshrl.render.draw_frame`); ``"ansi"`` a text
+summary with the neighbour table of the packet's node (:func:`meshrl.render.describe`).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from meshrl import _core
+from meshrl import _core, render
 from meshrl.config import resolve_config
 
 __all__ = ["MeshRoutingEnv", "MeshRoutingVecEnv", "LOSS_CAUSES", "OUTCOMES"]
@@ -32,7 +41,7 @@ LOSS_CAUSES: tuple[str, ...] = tuple(_core.LOSS_CAUSES)
 OUTCOMES: tuple[str, ...] = tuple(_core.OUTCOMES)
 """Names of ``info["outcome"]`` codes."""
 
-_INFO_KEYS = ("outcome", "episode", "loss_cause", "source", "destination", "node", "path_length",
+_INFO_KEYS = ("outcome", "packet", "loss_cause", "source", "destination", "node", "path_length",
               "shortest_hops", "latency_ms", "episode_return")
 
 
@@ -71,6 +80,24 @@ def _seed_from(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**62))
 
 
+_RENDER_MODES = ("ansi", "rgb_array")
+_RENDER_FPS = 4
+
+
+def _check_render_mode(render_mode: str | None) -> str | None:
+    if render_mode is not None and render_mode not in _RENDER_MODES:
+        raise ValueError(f"render_mode {render_mode!r} is not supported: use one of {list(_RENDER_MODES)} or None")
+    return render_mode
+
+
+def _render(core: Any, env_index: int, mode: str, path: Sequence[int], info: dict[str, Any], ttl: int,
+            size: tuple[int, int]) -> np.ndarray | str:
+    network = core.network(env_index)
+    if mode == "ansi":
+        return render.describe(network, path, info, ttl)
+    return render.draw_frame(network, path, info["node"], info["destination"], size)
+
+
 class MeshRoutingEnv(gymnasium.Env):
     """Routes one packet per episode through a simulated mesh.
 
@@ -81,13 +108,17 @@ class MeshRoutingEnv(gymnasium.Env):
     After an episode ends, ``reset()`` without a seed advances the twin by one tick while it
     starts the next packet, exactly as the vector environment's autoreset step does, so N of
     these under ``SyncVectorEnv`` match :class:`MeshRoutingVecEnv` step for step.
+
+    ``render_mode`` is ``"rgb_array"`` (``render()`` returns a ``render_size`` ``(H, W, 3)``
+    uint8 frame), ``"ansi"`` (a str) or ``None``.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": list(_RENDER_MODES), "render_fps": _RENDER_FPS}
+    render_size: tuple[int, int] = render.FRAME_SIZE
+    """``(height, width)`` of ``rgb_array`` frames, pixels."""
 
     def __init__(self, config: str | os.PathLike[str] | Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides: Any):
-        if render_mode is not None:
-            raise ValueError(f"render_mode {render_mode!r} is not supported (no render modes)")
+        self.render_mode = _check_render_mode(render_mode)
         cfg = resolve_config(config, **overrides)
         cfg["env"]["autoreset_mode"] = "next_step"
         self.config = cfg
@@ -102,6 +133,7 @@ class MeshRoutingEnv(gymnasium.Env):
         self._truncated = self._core.truncated_view()
         self._started = False
         self._finished = False
+        self._path: list[int] = []
 
     def _info(self) -> dict[str, Any]:
         raw = self._core.info()
@@ -126,7 +158,9 @@ class MeshRoutingEnv(gymnasium.Env):
             self._core.reset()
         self._started = True
         self._finished = False
-        return self._obs[0].copy(), self._info()
+        info = self._info()
+        self._path = [info["node"]]
+        return self._obs[0].copy(), info
 
     def step(self, action: Any):
         if not self._started:
@@ -143,7 +177,21 @@ class MeshRoutingEnv(gymnasium.Env):
         self._core.step(np.array([action], dtype=np.int64))
         terminated, truncated = bool(self._terminated[0]), bool(self._truncated[0])
         self._finished = terminated or truncated
-        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, self._info()
+        info = self._info()
+        self._path = self._path[: info["path_length"]] + [info["node"]]
+        return self._obs[0].copy(), float(self._reward[0]), terminated, truncated, info
+
+    def render(self) -> np.ndarray | str | None:
+        """The current state in ``render_mode``: a frame or a text (see the class doc)."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(
+                "render() called without a render_mode: pass render_mode='rgb_array' or 'ansi' to the constructor"
+            )
+            return None
+        if not self._started:
+            raise _core.EnvStateError("render called before reset: call reset() first")
+        return _render(self._core, 0, self.render_mode, self._path, self._info(), self.config["env"]["ttl"],
+                       self.render_size)
 
     def action_masks(self) -> np.ndarray:
         """The current valid-action mask as bool (the sb3-contrib MaskablePPO convention)."""
@@ -162,7 +210,14 @@ class MeshRoutingVecEnv(VectorEnv):
     ``autoreset_mode`` is ``"next_step"`` (default) or ``"same_step"`` (or the
     ``gymnasium.vector.AutoresetMode`` members); under SAME_STEP, finished episodes' last
     observations are in ``info["final_obs"]`` and their infos in ``info["final_info"]``.
+
+    ``render_mode`` (``"rgb_array"``, ``"ansi"`` or ``None``): ``render()`` returns one frame
+    or text per sub-environment, as Gymnasium's vector environments do; meant for small
+    ``num_envs``.
     """
+
+    render_size: tuple[int, int] = render.FRAME_SIZE
+    """``(height, width)`` of ``rgb_array`` frames, pixels."""
 
     def __init__(
         self,
@@ -173,8 +228,7 @@ class MeshRoutingVecEnv(VectorEnv):
         render_mode: str | None = None,
         **overrides: Any,
     ):
-        if render_mode is not None:
-            raise ValueError(f"render_mode {render_mode!r} is not supported (no render modes)")
+        self.render_mode = _check_render_mode(render_mode)
         if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         cfg = resolve_config(config, **overrides)
@@ -186,7 +240,11 @@ class MeshRoutingVecEnv(VectorEnv):
         self.copy = bool(copy)
         self._core = _core.VecEnv(json.dumps(cfg), self.num_envs)
         self.max_neighbors = self._core.max_neighbors
-        self.metadata = {"render_modes": [], "autoreset_mode": _AUTORESET_MODES[cfg["env"]["autoreset_mode"]]}
+        self.metadata = {
+            "render_modes": list(_RENDER_MODES),
+            "render_fps": _RENDER_FPS,
+            "autoreset_mode": _AUTORESET_MODES[cfg["env"]["autoreset_mode"]],
+        }
         self.single_observation_space = _observation_space(self.max_neighbors)
         self.single_action_space = spaces.Discrete(self.max_neighbors)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -205,6 +263,8 @@ class MeshRoutingVecEnv(VectorEnv):
         self._same_step = self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
         self._started = False
         self._closed = False
+        # Nodes each packet has been at, by hop (only kept for rendering).
+        self._paths = np.zeros((self.num_envs, cfg["env"]["ttl"] + 1), dtype=np.int64) if self.render_mode else None
 
     def _out(self, name: str) -> np.ndarray:
         view = self._views[name]
@@ -214,7 +274,11 @@ class MeshRoutingVecEnv(VectorEnv):
         n = self.num_envs
         everywhere = np.ones(n, dtype=bool)
         infos: dict[str, Any] = {"action_mask": self._out("mask"), "_action_mask": everywhere}
-        for key, value in self._core.info().items():
+        raw = self._core.info()
+        if self._paths is not None:
+            hop = np.minimum(raw["path_length"], self._paths.shape[1] - 1)
+            self._paths[np.arange(n), hop] = raw["node"]
+        for key, value in raw.items():
             infos[key] = value
             infos[f"_{key}"] = everywhere
         if self._same_step:
@@ -272,6 +336,28 @@ class MeshRoutingVecEnv(VectorEnv):
             self._out("truncated"),
             self._infos(),
         )
+
+    def render(self) -> tuple[np.ndarray | str, ...] | None:
+        """One frame (``rgb_array``) or text (``ansi``) per sub-environment."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(
+                "render() called without a render_mode: pass render_mode='rgb_array' or 'ansi' to the constructor"
+            )
+            return None
+        self._check_open()
+        if not self._started:
+            raise _core.EnvStateError("render called before reset: call reset() first")
+        raw = self._core.info()
+        ttl = self.config["env"]["ttl"]
+        frames = []
+        for i in range(self.num_envs):
+            info = {key: value[i].item() for key, value in raw.items()}
+            info["outcome_name"] = OUTCOMES[info["outcome"]]
+            info["loss_cause_name"] = LOSS_CAUSES[info["loss_cause"]]
+            hops = min(info["path_length"], self._paths.shape[1] - 1)
+            frames.append(_render(self._core, i, self.render_mode, self._paths[i, : hops + 1].tolist(), info, ttl,
+                                  self.render_size))
+        return tuple(frames)
 
     def close_extras(self, **kwargs: Any) -> None:
         self._closed = True

@@ -10,6 +10,11 @@ Clients whose update has the wrong length, NaN/Inf values or a bad weight are re
 aggregates the rest and warns. ``return_report=True`` returns an :class:`Aggregation` with the
 aggregate and who was accepted or rejected, and why.
 
+Counts (``num_byzantine``, ``num_selected``, ``max_iter``, ``iterations``) must be ints (Python
+or NumPy, not bools or floats): a wrong type raises ``TypeError`` and a value out of range
+(``num_byzantine`` and ``num_selected`` at most the number of clients) ``ValueError``, each
+naming the parameter and its valid range.
+
 Where Flower has the rule the semantics match ``flwr/server/strategy/aggregate.py``.
 """
 
@@ -103,7 +108,7 @@ def krum(
     are broken by comparing the vectors, so the result does not depend on client order.
     """
     return _run("krum", updates, weights, on_invalid, return_report,
-                num_byzantine=int(num_byzantine), num_selected=int(num_selected))
+                num_byzantine=num_byzantine, num_selected=num_selected)
 
 
 def median(updates: Updates, *, on_invalid: str = "error", return_report: bool = False):
@@ -121,7 +126,7 @@ def bulyan(updates: Updates, num_byzantine: int, *, on_invalid: str = "error", r
     """Bulyan (El Mhamdi et al. 2018): pick ``theta = n - 2f`` updates by repeated Krum (each
     pick removed), then per coordinate average the ``beta = theta - 2f`` picked values closest to
     their median. Requires ``n >= 4f + 3``."""
-    return _run("bulyan", updates, None, on_invalid, return_report, num_byzantine=int(num_byzantine))
+    return _run("bulyan", updates, None, on_invalid, return_report, num_byzantine=num_byzantine)
 
 
 def geometric_median(
@@ -141,7 +146,7 @@ def geometric_median(
     than ``eps`` times itself, at most ``max_iter`` times; ``α_i`` are ``weights``.
     """
     return _run("geometric_median", updates, weights, on_invalid, return_report,
-                nu=float(nu), max_iter=int(max_iter), eps=float(eps))
+                nu=float(nu), max_iter=max_iter, eps=float(eps))
 
 
 def centered_clipping(
@@ -161,11 +166,11 @@ def centered_clipping(
     normalized ``weights`` (equal if ``None``).
     """
     return _run("centered_clipping", updates, weights, on_invalid, return_report,
-                center=_as_vector(center, "center"), tau=float(tau), iterations=int(iterations))
+                center=_as_vector(center, "center"), tau=float(tau), iterations=iterations)
 
 
 def nnm(updates: Updates, num_byzantine: int) -> np.ndarray:
     """Nearest-neighbour mixing (Allouah et al. 2023), a pre-aggregation step: each update is
     replaced by the mean of its ``n - f`` nearest updates (itself included). Returns the mixed
     ``(n, d)`` matrix; pass it to any rule, e.g. ``krum(nnm(x, f), f)``."""
-    return _core.nnm(_as_updates(updates), int(num_byzantine))
+    return _core.nnm(_as_updates(updates), num_byzantine)

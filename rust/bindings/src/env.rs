@@ -2,15 +2,15 @@
 //! as NumPy arrays.
 
 use meshrl_env::obs::{self, FEATURE_NAMES};
-use meshrl_env::twin::LossCause;
+use meshrl_env::twin::{LossCause, NO_NEIGHBOR};
 use meshrl_env::{EnvConfig, StepInfo, VecEnv};
-use numpy::ndarray::{ArrayView1, ArrayView2};
+use numpy::ndarray::{Array2, ArrayView1, ArrayView2};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::error::{env_err, guard};
+use crate::error::{env_err, guard, EnvStateError};
 
 /// B routing environments stepped together in Rust. The Python classes in `meshrl.envs` wrap
 /// this; use those unless you need the raw buffers.
@@ -54,7 +54,8 @@ fn info_dict<'py>(py: Python<'py>, infos: &[StepInfo]) -> PyResult<Bound<'py, Py
         };
     }
     column!("outcome", |i: &StepInfo| i.outcome as u8);
-    column!("episode", |i: &StepInfo| i.episode as i64);
+    // `packet`, not `episode`: Gymnasium's and SB3's episode-statistics wrappers own that key.
+    column!("packet", |i: &StepInfo| i.episode as i64);
     column!("loss_cause", |i: &StepInfo| i.loss_cause);
     column!("reset", |i: &StepInfo| i.reset);
     column!("source", |i: &StepInfo| i.source as i64);
@@ -180,6 +181,67 @@ impl PyVecEnv {
     /// Infos of the steps that ended episodes (SAME_STEP autoreset), as a dict of arrays.
     fn final_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         info_dict(py, &self.inner.buffers().final_info)
+    }
+
+    /// A snapshot (copies) of the mesh that environment `env_index` routes its packet through,
+    /// as a dict of arrays: `positions` float64 (N, 2), metres; `active` bool (N,); `trust`
+    /// float32 (N,), 0..1; `neighbors` int64 (N, max_neighbors), the neighbour-table slots, -1
+    /// where empty; and per slot the measured link metrics, float32 (N, max_neighbors):
+    /// `rssi_dbm` (dBm), `latency_ms` (ms), `packet_loss` (probability per frame) and
+    /// `bandwidth_mbps` (Mbps), zero where empty.
+    #[pyo3(signature = (env_index=0))]
+    fn network<'py>(&self, py: Python<'py>, env_index: usize) -> PyResult<Bound<'py, PyDict>> {
+        let b = self.inner.num_envs();
+        if env_index >= b {
+            return Err(PyIndexError::new_err(format!(
+                "env_index {env_index} is out of range: must be in 0..{b}"
+            )));
+        }
+        if self.inner.twins().is_empty() {
+            return Err(EnvStateError::new_err("no network yet: call reset() first"));
+        }
+        let twin = self.inner.twin_of(env_index);
+        let (n, k) = (twin.num_nodes(), twin.max_neighbors());
+        let shape_err = |e: numpy::ndarray::ShapeError| PyValueError::new_err(e.to_string());
+        let d = PyDict::new(py);
+        let positions: Vec<f64> = twin.positions().iter().flatten().copied().collect();
+        d.set_item(
+            "positions",
+            Array2::from_shape_vec((n, 2), positions).map_err(shape_err)?.into_pyarray(py),
+        )?;
+        d.set_item(
+            "active",
+            (0..n).map(|u| twin.is_active(u)).collect::<Vec<_>>().into_pyarray(py),
+        )?;
+        d.set_item(
+            "trust",
+            (0..n).map(|u| twin.trust(u)).collect::<Vec<_>>().into_pyarray(py),
+        )?;
+        let neighbors: Vec<i64> = (0..n)
+            .flat_map(|u| twin.neighbors(u).iter())
+            .map(|&v| if v == NO_NEIGHBOR { -1 } else { v as i64 })
+            .collect();
+        d.set_item(
+            "neighbors",
+            Array2::from_shape_vec((n, k), neighbors).map_err(shape_err)?.into_pyarray(py),
+        )?;
+        macro_rules! metric {
+            ($name:literal, $field:ident) => {
+                let values: Vec<f32> = (0..n)
+                    .flat_map(|u| twin.link_metrics(u).iter())
+                    .map(|m| m.$field)
+                    .collect();
+                d.set_item(
+                    $name,
+                    Array2::from_shape_vec((n, k), values).map_err(shape_err)?.into_pyarray(py),
+                )?;
+            };
+        }
+        metric!("rssi_dbm", rssi_dbm);
+        metric!("latency_ms", latency_ms);
+        metric!("packet_loss", packet_loss);
+        metric!("bandwidth_mbps", bandwidth_mbps);
+        Ok(d)
     }
 }
 

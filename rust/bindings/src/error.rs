@@ -4,6 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use meshrl_env::twin::TwinError;
 use meshrl_env::EnvError;
+use meshrl_ppo::PpoError;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::PyErr;
@@ -28,12 +29,24 @@ create_exception!(
 );
 create_exception!(
     meshrl,
+    CorruptFileError,
+    MeshrlError,
+    "A file meshrl reads (weights, checkpoint, export) is not ours, truncated, edited or damaged."
+);
+create_exception!(
+    meshrl,
+    NonFiniteError,
+    MeshrlError,
+    "A loss or gradient became NaN or infinite during a PPO update; the update was not applied."
+);
+create_exception!(
+    meshrl,
     InternalError,
     MeshrlError,
     "A bug inside meshrl (a Rust panic caught at the boundary); please report it."
 );
 
-fn io_err(path: &str, source: &std::io::Error) -> PyErr {
+fn io_err(path: &impl std::fmt::Display, source: &std::io::Error) -> PyErr {
     let msg = format!("{path}: {source}");
     if source.kind() == std::io::ErrorKind::NotFound {
         PyFileNotFoundError::new_err(msg)
@@ -67,6 +80,20 @@ pub fn env_err(e: EnvError) -> PyErr {
         | EnvError::ActionCount { .. }
         | EnvError::ActionOutOfRange { .. }
         | EnvError::MaskedAction { .. } => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Maps a PPO error: bad settings or data are `ValueError`, files `OSError` (missing:
+/// `FileNotFoundError`) or `CorruptFileError`, a diverging update `NonFiniteError`.
+pub fn ppo_err(e: PpoError) -> PyErr {
+    match e {
+        PpoError::Env(e) => env_err(e),
+        PpoError::Io { ref path, ref source } => io_err(&path.display(), source),
+        PpoError::Corrupt { .. } => CorruptFileError::new_err(e.to_string()),
+        PpoError::NonFinite(_) => NonFiniteError::new_err(e.to_string()),
+        PpoError::InvalidConfig { .. } | PpoError::InvalidInput { .. } | PpoError::Mismatch { .. } => {
+            PyValueError::new_err(e.to_string())
+        }
     }
 }
 

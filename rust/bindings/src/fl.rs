@@ -8,7 +8,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyBool, PyList};
 
 use crate::error::guard;
 
@@ -81,6 +81,55 @@ impl<'py> Borrowed<'py> {
     }
 }
 
+/// Largest `num_byzantine * d` an attack may produce: 2^31 float32 values (8 GiB). Above
+/// that the allocation would overflow or abort the interpreter instead of raising.
+const MAX_ATTACK_VALUES: u64 = 1 << 31;
+
+/// Reads a count argument (`num_byzantine`, `num_selected`, `max_iter`, ...): an `int` (or
+/// NumPy integer) in `lo..=hi`. Bools and floats are refused rather than truncated, and the
+/// error names the parameter and its valid range: `TypeError` for the wrong type, `ValueError`
+/// out of range (negative or huge values included, never an unnamed `OverflowError`).
+/// `bound` says where `hi` comes from, e.g. "the number of clients". Every `hi` passed here
+/// fits in `usize`, except `seed`'s, which is read as u64.
+fn count(value: &Bound<'_, PyAny>, name: &str, lo: u64, hi: u64, bound: &str) -> PyResult<u64> {
+    let kind = || value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    if value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be an int in {lo}..={hi}{bound}, not a bool ({value})"
+        )));
+    }
+    let index = value
+        .py()
+        .import("operator")?
+        .call_method1("index", (value,))
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{name} must be an int in {lo}..={hi}{bound}, got {} {value}",
+                kind()
+            ))
+        })?;
+    if index.lt(lo)? || index.gt(hi)? {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be in {lo}..={hi}{bound}, got {index}"
+        )));
+    }
+    index.extract()
+}
+
+/// `count` of an optional argument: `default` when it is `None`.
+fn count_or(
+    value: &Option<Bound<'_, PyAny>>,
+    default: u64,
+    name: &str,
+    lo: u64,
+    hi: u64,
+    bound: &str,
+) -> PyResult<u64> {
+    value
+        .as_ref()
+        .map_or(Ok(default), |v| count(v, name, lo, hi, bound))
+}
+
 fn weights_slice<'a>(w: &'a Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Option<&'a [f32]>> {
     w.as_ref()
         .map(|w| {
@@ -91,44 +140,66 @@ fn weights_slice<'a>(w: &'a Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Optio
 }
 
 /// Aggregates `updates` with `rule`; returns (aggregate, accepted, rejected [(client, reason)]).
+/// `num_byzantine` is required by `krum` and `bulyan`; the other counts default when `None`
+/// (`num_selected` 1, `max_iter` 100, `iterations` 1, `dim` the most common update length).
 #[pyfunction]
-#[pyo3(signature = (rule, updates, weights=None, dim=None, on_invalid="error", num_byzantine=0,
-                    num_selected=1, beta=0.1, nu=1e-6, max_iter=100, eps=1e-6, center=None,
-                    tau=1.0, iterations=1))]
+#[pyo3(signature = (rule, updates, weights=None, dim=None, on_invalid="error", num_byzantine=None,
+                    num_selected=None, beta=0.1, nu=1e-6, max_iter=None, eps=1e-6, center=None,
+                    tau=1.0, iterations=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn aggregate<'py>(
     py: Python<'py>,
     rule: &str,
     updates: &Bound<'py, PyAny>,
     weights: Option<PyReadonlyArray1<'py, f32>>,
-    dim: Option<usize>,
+    dim: Option<Bound<'py, PyAny>>,
     on_invalid: &str,
-    num_byzantine: usize,
-    num_selected: usize,
+    num_byzantine: Option<Bound<'py, PyAny>>,
+    num_selected: Option<Bound<'py, PyAny>>,
     beta: f64,
     nu: f64,
-    max_iter: usize,
+    max_iter: Option<Bound<'py, PyAny>>,
     eps: f64,
     center: Option<PyReadonlyArray1<'py, f32>>,
     tau: f64,
-    iterations: usize,
+    iterations: Option<Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyArray1<f32>>, Vec<usize>, Vec<(usize, String)>)> {
+    let borrowed = Borrowed::extract(updates)?;
+    let (rows, detected) = borrowed.rows()?;
+    // Counts of clients are bounded by the clients given, so the rules' arithmetic on them
+    // (2f + 2, 4f + 3, n - 2f) cannot overflow; each rule then states its own requirement.
+    let n = rows.len() as u64;
+    let clients = " (at most the number of clients)";
+    let byzantine = |rule: &str| -> PyResult<usize> {
+        let f = num_byzantine
+            .as_ref()
+            .ok_or_else(|| PyTypeError::new_err(format!("{rule} needs num_byzantine")))?;
+        Ok(count(f, "num_byzantine", 0, n, clients)? as usize)
+    };
     let rule = match rule {
         "fedavg" => Rule::FedAvg,
         "krum" => Rule::Krum {
-            num_byzantine,
-            num_selected,
+            num_byzantine: byzantine("krum")?,
+            num_selected: count_or(&num_selected, 1, "num_selected", 1, n.max(1), clients)?
+                as usize,
         },
         "median" => Rule::Median,
         "trimmed_mean" => Rule::TrimmedMean { beta },
-        "bulyan" => Rule::Bulyan { num_byzantine },
-        "geometric_median" => Rule::GeometricMedian { nu, max_iter, eps },
+        "bulyan" => Rule::Bulyan {
+            num_byzantine: byzantine("bulyan")?,
+        },
+        "geometric_median" => Rule::GeometricMedian {
+            nu,
+            max_iter: count_or(&max_iter, 100, "max_iter", 0, usize::MAX as u64, "")? as usize,
+            eps,
+        },
         "centered_clipping" => {
             let center = weights_slice(&center)?.map(|c| c.to_vec());
             Rule::CenteredClipping {
                 center,
                 tau,
-                iterations,
+                iterations: count_or(&iterations, 1, "iterations", 0, usize::MAX as u64, "")?
+                    as usize,
             }
         }
         other => {
@@ -136,6 +207,10 @@ pub fn aggregate<'py>(
                 "unknown aggregation rule `{other}`"
             )))
         }
+    };
+    let d = match &dim {
+        Some(v) => count(v, "dim", 1, usize::MAX as u64, "")? as usize,
+        None => detected,
     };
     let on_invalid = match on_invalid {
         "error" => OnInvalid::Error,
@@ -146,10 +221,7 @@ pub fn aggregate<'py>(
             )))
         }
     };
-    let borrowed = Borrowed::extract(updates)?;
-    let (rows, detected) = borrowed.rows()?;
     let w = weights_slice(&weights)?;
-    let d = dim.unwrap_or(detected);
     let (out, report) = py.detach(|| {
         guard(|| meshrl_fl::aggregate(&rule, &rows, w, d, on_invalid).map_err(fl_err))
     })?;
@@ -166,10 +238,17 @@ pub fn aggregate<'py>(
 pub fn nnm<'py>(
     py: Python<'py>,
     updates: &Bound<'py, PyAny>,
-    num_byzantine: usize,
+    num_byzantine: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let borrowed = Borrowed::extract(updates)?;
     let (rows, d) = borrowed.rows()?;
+    let num_byzantine = count(
+        &num_byzantine,
+        "num_byzantine",
+        0,
+        rows.len() as u64,
+        " (at most the number of clients)",
+    )? as usize;
     if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != d) {
         return Err(PyValueError::new_err(format!(
             "update {i} has length {}, expected {d}",
@@ -183,14 +262,14 @@ pub fn nnm<'py>(
 
 /// Makes `num_byzantine` attack vectors `[f, d]` from honest updates.
 #[pyfunction]
-#[pyo3(signature = (attack, honest, num_byzantine, strength=1.0, seed=0))]
+#[pyo3(signature = (attack, honest, num_byzantine, strength=1.0, seed=None))]
 pub fn attack<'py>(
     py: Python<'py>,
     attack: &str,
     honest: &Bound<'py, PyAny>,
-    num_byzantine: usize,
+    num_byzantine: Bound<'py, PyAny>,
     strength: f32,
-    seed: u64,
+    seed: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let borrowed = Borrowed::extract(honest)?;
     let (rows, d) = borrowed.rows()?;
@@ -200,6 +279,15 @@ pub fn attack<'py>(
             r.len()
         )));
     }
+    let most = MAX_ATTACK_VALUES / (d.max(1) as u64);
+    let num_byzantine = count(
+        &num_byzantine,
+        "num_byzantine",
+        0,
+        most,
+        &format!(" (at most 2^31 values in all for updates of length {d})"),
+    )? as usize;
+    let seed = count_or(&seed, 0, "seed", 0, u64::MAX, "")?;
     let out = py.detach(|| {
         guard(|| {
             match attack {

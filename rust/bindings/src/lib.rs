@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod cli;
 mod env;
 mod error;
 mod eval;
@@ -17,9 +18,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TopologyError", py.get_type::<error::TopologyError>())?;
     m.add("EnvStateError", py.get_type::<error::EnvStateError>())?;
     m.add("InternalError", py.get_type::<error::InternalError>())?;
+    m.add("CorruptFileError", py.get_type::<error::CorruptFileError>())?;
+    m.add("NonFiniteError", py.get_type::<error::NonFiniteError>())?;
     env::register(m)?;
     fl::register(m)?;
     eval::register(m)?;
     ppo::register(m)?;
+    cli::register(m)?;
     Ok(())
 }

@@ -11,6 +11,25 @@ use meshrl_twin::{
 };
 
 use crate::EnvError;
+pub use meshrl_format::FeatureSet;
+
+/// `FeatureSet` by its name in configs (`"spec"`, `"routing"`).
+mod feature_set_name {
+    use meshrl_format::FeatureSet;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(f: &FeatureSet, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(f.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FeatureSet, D::Error> {
+        let name = String::deserialize(d)?;
+        FeatureSet::from_name(&name).ok_or_else(|| {
+            let names: Vec<&str> = FeatureSet::ALL.iter().map(|f| f.name()).collect();
+            D::Error::custom(format!("unknown feature set `{name}`, expected one of {names:?}"))
+        })
+    }
+}
 
 /// What happens when an agent picks an empty (masked) neighbour slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +68,14 @@ pub struct RoutingConfig {
     pub min_hops: u16,
     pub invalid_action: InvalidAction,
     pub autoreset_mode: AutoresetMode,
+    /// The observation: `spec` (the SPEC's six features per neighbour) or `routing` (plus the
+    /// routing protocol's advertisements and the packet's visited set; see `meshrl-format`).
+    #[serde(with = "feature_set_name")]
+    pub features: FeatureSet,
+    /// Ticks between the routing protocol's advertisements (ETX and latency distances,
+    /// queues): the staleness of what the `routing` features and the potential shaping see,
+    /// and the refresh period of the `etx` baseline.
+    pub advert_period_ticks: u64,
 }
 
 impl Default for RoutingConfig {
@@ -59,11 +86,26 @@ impl Default for RoutingConfig {
             min_hops: 1,
             invalid_action: InvalidAction::Lose,
             autoreset_mode: AutoresetMode::NextStep,
+            features: FeatureSet::Spec,
+            advert_period_ticks: 10,
         }
     }
 }
 
-/// Reward constants (`[reward]`), the prototype's values by default.
+/// Which reward the environment pays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKind {
+    /// The SPEC's (the prototype's) reward, with its bonuses and per-hop terms.
+    #[default]
+    Spec,
+    /// What we judge routers by: 1 for a delivered packet, 0 for a lost one, and per hop
+    /// `-delivery_latency_weight × hop latency / latency_budget_ms - hop_cost`. More return
+    /// means more delivery, then lower latency.
+    Delivery,
+}
+
+/// Reward constants (`[reward]`), the prototype's values by default. With `kind = "spec"`:
 ///
 /// - delivered: `delivered + hop_bonus + latency_bonus + trust_bonus`, where
 ///   `hop_bonus = hop_bonus_max * shortest_hops / hops_taken` (full on a shortest path),
@@ -82,6 +124,18 @@ impl Default for RoutingConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardConfig {
+    pub kind: RewardKind,
+    /// Potential-based shaping (Ng, Harada & Russell 1999) on the advertised ETX distance:
+    /// `Φ(s) = -shaping × min(etx(node → destination), 32)`, 0 at the end of an episode; each
+    /// step adds `shaping_gamma × Φ(s') − Φ(s)`. With `shaping_gamma` equal to the learner's
+    /// discount this leaves the optimal policy unchanged (the shaped return of any episode is
+    /// the unshaped one minus `Φ(s₀)`), while telling the learner at every hop whether it moved
+    /// towards the destination. 0 turns it off.
+    pub shaping: f32,
+    /// Discount of the shaping term; set it to the learner's `gamma` (the trainer does).
+    pub shaping_gamma: f32,
+    /// Weight of the latency term of the `delivery` reward.
+    pub delivery_latency_weight: f32,
     pub delivered: f32,
     pub lost: f32,
     pub hop_bonus_max: f32,
@@ -98,6 +152,10 @@ pub struct RewardConfig {
 impl Default for RewardConfig {
     fn default() -> Self {
         RewardConfig {
+            kind: RewardKind::Spec,
+            shaping: 0.0,
+            shaping_gamma: 0.99,
+            delivery_latency_weight: 0.5,
             delivered: 10.0,
             lost: -5.0,
             hop_bonus_max: 2.0,
@@ -209,10 +267,24 @@ impl EnvConfig {
             ("reward.loss_weight", r.loss_weight),
             ("reward.trust_weight", r.trust_weight),
             ("reward.hop_cost", r.hop_cost),
+            ("reward.shaping", r.shaping),
+            ("reward.delivery_latency_weight", r.delivery_latency_weight),
         ] {
             if !v.is_finite() {
                 return Err(EnvError::invalid(name, format!("must be finite, got {v}")));
             }
+        }
+        if !(0.0..=1.0).contains(&r.shaping_gamma) {
+            return Err(EnvError::invalid(
+                "reward.shaping_gamma",
+                format!("must be in [0, 1], got {}", r.shaping_gamma),
+            ));
+        }
+        if !(1..=1_000_000).contains(&e.advert_period_ticks) {
+            return Err(EnvError::invalid(
+                "env.advert_period_ticks",
+                format!("must be in 1..=1000000, got {}", e.advert_period_ticks),
+            ));
         }
         if !(r.latency_budget_ms.is_finite() && r.latency_budget_ms > 0.0) {
             return Err(EnvError::invalid(

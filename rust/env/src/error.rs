@@ -39,7 +39,7 @@ pub enum EnvError {
 }
 
 impl EnvError {
-    pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Self {
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
         EnvError::InvalidConfig {
             field: field.to_string(),
             reason: reason.into(),

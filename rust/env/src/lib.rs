@@ -5,12 +5,16 @@
 //! observation layout and [`RewardConfig`] for the reward). [`VecEnv`] steps B environments at
 //! once into contiguous buffers, in parallel with rayon, with Gymnasium's autoreset semantics.
 
+pub mod advert;
 mod config;
 mod error;
 pub mod obs;
+pub mod paths;
 mod vec_env;
 
-pub use config::{AutoresetMode, EnvConfig, InvalidAction, RewardConfig, RoutingConfig};
+pub use config::{
+    AutoresetMode, EnvConfig, FeatureSet, InvalidAction, RewardConfig, RewardKind, RoutingConfig,
+};
 pub use error::EnvError;
 pub use meshrl_twin as twin;
 pub use vec_env::{episode_seed, Outcome, StepBuffers, StepInfo, VecEnv};

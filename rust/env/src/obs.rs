@@ -1,48 +1,22 @@
-//! The observation layout and its normalization constants.
-//!
-//! An observation is `max_neighbors` slots of [`FEATURES_PER_NEIGHBOR`] features, then the
-//! local queue depth: `obs_dim = max_neighbors * 6 + 1`. Per slot, in order:
-//!
-//! | index | feature | raw unit | normalized |
-//! |---|---|---|---|
-//! | 0 | RSSI | dBm, -100..0 | `(rssi + 50) / 50`, in [-1, 1] |
-//! | 1 | latency | ms, ≥ 0 | `latency / (latency + 50)`, in [0, 1) (0.5 at 50 ms) |
-//! | 2 | packet loss | probability | as is, in [0, 1] |
-//! | 3 | hops from the neighbour to the destination | hops | `min(hops, 32) / 32`; 1 if unreachable; 0 means the neighbour *is* the destination |
-//! | 4 | bandwidth | Mbps | `bandwidth / 65`, in [0, 1] |
-//! | 5 | trust of the neighbour | score | as is, in [0, 1] |
-//!
-//! Empty slots are all zero and masked out. The last entry is the queue occupancy of the node
-//! holding the packet, in [0, 1].
+//! Observations of a packet at a node: the layouts and normalization of `meshrl-format`
+//! ([`FeatureSet`]), filled from the twin, the routing protocol's advertisements and the
+//! packet's header.
 
+pub use meshrl_format::{
+    FeatureSet, NodeContext, SlotMeasurement, BANDWIDTH_SCALE_MBPS, HOPS_SCALE, LATENCY_HALF_MS,
+    RSSI_CENTER_DBM, RSSI_SCALE_DB, SPEC_SLOT_FEATURES as FEATURE_NAMES,
+};
 use meshrl_twin::{Twin, NO_NEIGHBOR, UNREACHABLE};
 
-/// Features per neighbour slot.
-pub const FEATURES_PER_NEIGHBOR: usize = 6;
-/// RSSI is normalized as `(rssi_dbm - RSSI_CENTER_DBM) / RSSI_SCALE_DB`.
-pub const RSSI_CENTER_DBM: f32 = -50.0;
-pub const RSSI_SCALE_DB: f32 = 50.0;
-/// Latency is normalized as `latency_ms / (latency_ms + LATENCY_HALF_MS)`.
-pub const LATENCY_HALF_MS: f32 = 50.0;
-/// Hop counts are normalized as `min(hops, HOPS_SCALE) / HOPS_SCALE`.
-pub const HOPS_SCALE: f32 = 32.0;
-/// Bandwidth is normalized as `bandwidth_mbps / BANDWIDTH_SCALE_MBPS` (the top MCS rate).
-pub const BANDWIDTH_SCALE_MBPS: f32 = 65.0;
+use crate::advert::Adverts;
 
-/// Observation length for a neighbour table of `max_neighbors` slots.
+/// Features per neighbour slot of the `spec` set.
+pub const FEATURES_PER_NEIGHBOR: usize = FeatureSet::Spec.per_slot();
+
+/// Observation length of the `spec` set for a neighbour table of `max_neighbors` slots.
 pub const fn obs_dim(max_neighbors: usize) -> usize {
-    max_neighbors * FEATURES_PER_NEIGHBOR + 1
+    FeatureSet::Spec.obs_dim(max_neighbors)
 }
-
-/// Names of the per-slot features, in order.
-pub const FEATURE_NAMES: [&str; FEATURES_PER_NEIGHBOR] = [
-    "rssi",
-    "latency",
-    "packet_loss",
-    "hop_count_to_destination",
-    "bandwidth",
-    "trust",
-];
 
 /// Normalized hop count as in the observation.
 #[inline]
@@ -54,31 +28,69 @@ pub fn normalize_hops(hops: u16) -> f32 {
     }
 }
 
-/// Writes the observation and action mask of a packet at `node` headed for `dest`. The twin's
-/// hop distances to `dest` must be current (`refresh_hop_distances`).
-#[inline]
-pub fn write_observation(twin: &Twin, node: usize, dest: usize, obs: &mut [f32], mask: &mut [i8]) {
+/// What the packet's header tells the node holding it.
+#[derive(Clone, Copy, Debug)]
+pub struct Header<'a> {
+    pub node: usize,
+    pub dest: usize,
+    pub hops_taken: u32,
+    pub ttl: u32,
+    /// Nodes the packet passed through (the most recent ones; the header keeps a few).
+    pub visited: &'a [u32],
+}
+
+/// Writes the observation and action mask of the packet `h` in `set`'s layout. The twin's
+/// hop distances to the destination must be current (`refresh_hop_distances`) and `adverts`
+/// refreshed for this tick (`routing` set only).
+pub fn write_observation(
+    set: FeatureSet,
+    twin: &Twin,
+    adverts: &mut Adverts,
+    h: &Header<'_>,
+    obs: &mut [f32],
+    mask: &mut [i8],
+) {
     let k = twin.max_neighbors();
-    debug_assert_eq!(obs.len(), obs_dim(k));
-    let neighbors = twin.neighbors(node);
-    let metrics = twin.link_metrics(node);
-    let hops = twin.cached_hop_distances(dest);
+    let f = set.per_slot();
+    debug_assert_eq!(obs.len(), set.obs_dim(k));
+    let neighbors = twin.neighbors(h.node);
+    let metrics = twin.link_metrics(h.node);
+    let hops = twin.cached_hop_distances(h.dest);
+    let routing = set == FeatureSet::Routing;
+    if routing {
+        adverts.compute(h.dest);
+    }
+    let adverts = &*adverts;
+    let paths = if routing { adverts.computed(h.dest) } else { None };
     for s in 0..k {
-        let o = &mut obs[s * FEATURES_PER_NEIGHBOR..(s + 1) * FEATURES_PER_NEIGHBOR];
         let v = neighbors[s];
+        mask[s] = (v != NO_NEIGHBOR) as i8;
         if v == NO_NEIGHBOR {
-            o.fill(0.0);
-            mask[s] = 0;
             continue;
         }
-        let m = metrics[s];
-        o[0] = (m.rssi_dbm - RSSI_CENTER_DBM) / RSSI_SCALE_DB;
-        o[1] = m.latency_ms / (m.latency_ms + LATENCY_HALF_MS);
-        o[2] = m.packet_loss;
-        o[3] = normalize_hops(hops[v as usize]);
-        o[4] = m.bandwidth_mbps / BANDWIDTH_SCALE_MBPS;
-        o[5] = twin.trust(v as usize);
-        mask[s] = 1;
+        let (m, v) = (metrics[s], v as usize);
+        let mut slot = SlotMeasurement {
+            rssi_dbm: m.rssi_dbm,
+            latency_ms: m.latency_ms,
+            packet_loss: m.packet_loss,
+            hops_to_destination: (hops[v] != UNREACHABLE).then_some(hops[v] as u32),
+            bandwidth_mbps: m.bandwidth_mbps,
+            trust: twin.trust(v),
+            ..Default::default()
+        };
+        if let Some(p) = paths {
+            slot.etx_to_destination = p.etx[v];
+            slot.latency_to_destination_ms = p.latency_ms[v];
+            slot.queue = adverts.queue(v);
+            slot.visited = h.visited.contains(&(v as u32));
+        }
+        meshrl_format::write_slot(set, &slot, &mut obs[s * f..(s + 1) * f]);
     }
-    obs[k * FEATURES_PER_NEIGHBOR] = twin.queue(node);
+    let ctx = NodeContext {
+        queue: twin.queue(h.node),
+        hops_taken: h.hops_taken,
+        ttl: h.ttl,
+    };
+    meshrl_format::write_context(set, &ctx, &mut obs[k * f..]);
+    meshrl_format::finish_observation(set, &mut obs[..k * f], mask);
 }

@@ -6,8 +6,9 @@ use rayon::prelude::*;
 
 use meshrl_twin::{LossCause, Twin, UNREACHABLE};
 
-use crate::config::{AutoresetMode, EnvConfig, InvalidAction};
-use crate::obs::{obs_dim, write_observation};
+use crate::advert::Adverts;
+use crate::config::{AutoresetMode, EnvConfig, InvalidAction, RewardKind};
+use crate::obs::{write_observation, FeatureSet, Header};
 use crate::EnvError;
 
 /// How a step ended for one environment.
@@ -71,6 +72,32 @@ struct Packet {
     needs_reset: bool,
     /// Finished in the current step (set in the action pass, consumed after the tick).
     done: bool,
+    /// The header's visited set: the last [`VISITED_LEN`] nodes the packet was at (a ring).
+    visited: [u32; VISITED_LEN],
+    visited_len: u8,
+    /// Shaping potential of the state last observed (`Φ(s)`, see `RewardConfig::shaping`).
+    potential: f32,
+}
+
+/// Nodes a packet's header remembers (its visited set).
+pub const VISITED_LEN: usize = 16;
+
+impl Packet {
+    fn visit(&mut self, node: u32) {
+        let i = self.hops as usize % VISITED_LEN;
+        self.visited[i] = node;
+        self.visited_len = (self.visited_len as usize + 1).min(VISITED_LEN) as u8;
+    }
+
+    fn header(&self, ttl: u32) -> Header<'_> {
+        Header {
+            node: self.node as usize,
+            dest: self.dest as usize,
+            hops_taken: self.hops,
+            ttl,
+            visited: &self.visited[..self.visited_len as usize],
+        }
+    }
 }
 
 /// Contiguous output buffers, one row per environment.
@@ -97,6 +124,7 @@ pub struct StepBuffers {
 /// One twin and its share of every buffer, handed to a worker thread.
 struct GroupView<'a> {
     twin: &'a mut Twin,
+    adverts: &'a mut Adverts,
     packets: &'a mut [Packet],
     obs: &'a mut [f32],
     mask: &'a mut [i8],
@@ -119,6 +147,8 @@ pub struct VecEnv {
     k: usize,
     obs_dim: usize,
     twins: Vec<Twin>,
+    /// The routing protocol's advertisements on each twin.
+    adverts: Vec<Adverts>,
     packets: Vec<Packet>,
     buffers: StepBuffers,
     ready: bool,
@@ -136,7 +166,7 @@ impl VecEnv {
             ));
         }
         let k = cfg.topology.max_neighbors;
-        let d = obs_dim(k);
+        let d = cfg.env.features.obs_dim(k);
         let same_step = cfg.env.autoreset_mode == AutoresetMode::SameStep;
         let finals = if same_step { num_envs } else { 0 };
         let buffers = StepBuffers {
@@ -155,6 +185,7 @@ impl VecEnv {
             k,
             obs_dim: d,
             twins: Vec::new(),
+            adverts: Vec::new(),
             packets: Vec::new(),
             buffers,
             ready: false,
@@ -208,6 +239,7 @@ impl VecEnv {
             .into_par_iter()
             .map(|g| Twin::new(&twin_cfg, seed_of(g * per)))
             .collect::<Result<_, _>>()?;
+        self.adverts = vec![Adverts::new(self.cfg.env.advert_period_ticks); groups];
         self.packets = (0..self.num_envs)
             .map(|i| Packet {
                 rng: Xoshiro256PlusPlus::seed_from_u64(seed_of(i)),
@@ -223,6 +255,9 @@ impl VecEnv {
                 episode_return: 0.0,
                 needs_reset: false,
                 done: false,
+                visited: [0; VISITED_LEN],
+                visited_len: 0,
+                potential: 0.0,
             })
             .collect();
         Ok(())
@@ -257,12 +292,18 @@ impl VecEnv {
 
     fn start_all(&mut self) -> Result<(), EnvError> {
         let cfg = &self.cfg;
-        let groups = split_groups(cfg, &mut self.twins, &mut self.packets, &mut self.buffers);
+        let groups = split_groups(
+            cfg,
+            &mut self.twins,
+            &mut self.adverts,
+            &mut self.packets,
+            &mut self.buffers,
+        );
         let start = |g: GroupView<'_>| {
             for j in 0..g.packets.len() {
                 start_episode(cfg, g.twin, &mut g.packets[j]);
-                let (o, m) = rows(g.obs, g.mask, j, g.twin.max_neighbors());
-                observe(g.twin, &g.packets[j], o, m);
+                let (o, m) = rows(cfg, g.obs, g.mask, j);
+                observe(cfg, g.twin, g.adverts, &mut g.packets[j], o, m);
                 g.reward[j] = 0.0;
                 g.terminated[j] = false;
                 g.truncated[j] = false;
@@ -304,14 +345,24 @@ impl VecEnv {
         }
         if self.cfg.env.invalid_action == InvalidAction::Error {
             for (i, &a) in actions.iter().enumerate() {
-                if !self.packets[i].needs_reset && self.buffers.mask[i * k + a as usize] == 0 {
+                let row = &self.buffers.mask[i * k..(i + 1) * k];
+                // A node without neighbours has no valid action: its packet is lost to
+                // `no_route` whatever is chosen.
+                let stranded = row.iter().all(|&m| m == 0);
+                if !self.packets[i].needs_reset && !stranded && row[a as usize] == 0 {
                     return Err(EnvError::MaskedAction { env: i, action: a });
                 }
             }
         }
         let per = self.cfg.env.envs_per_twin;
         let cfg = &self.cfg;
-        let groups = split_groups(cfg, &mut self.twins, &mut self.packets, &mut self.buffers);
+        let groups = split_groups(
+            cfg,
+            &mut self.twins,
+            &mut self.adverts,
+            &mut self.packets,
+            &mut self.buffers,
+        );
         if groups.len() == 1 {
             groups.into_iter().for_each(|g| step_group(cfg, g, actions));
         } else {
@@ -328,12 +379,13 @@ impl VecEnv {
 fn split_groups<'a>(
     cfg: &EnvConfig,
     twins: &'a mut [Twin],
+    adverts: &'a mut [Adverts],
     packets: &'a mut [Packet],
     b: &'a mut StepBuffers,
 ) -> Vec<GroupView<'a>> {
     let per = cfg.env.envs_per_twin;
     let k = cfg.topology.max_neighbors;
-    let d = obs_dim(k);
+    let d = cfg.env.features.obs_dim(k);
     let same_step = !b.final_info.is_empty();
     let finals_per = if same_step { per } else { 0 };
     let mut final_obs = b.final_obs.chunks_mut((finals_per * d).max(1));
@@ -341,6 +393,7 @@ fn split_groups<'a>(
     let mut final_info = b.final_info.chunks_mut(finals_per.max(1));
     twins
         .iter_mut()
+        .zip(adverts.iter_mut())
         .zip(packets.chunks_mut(per))
         .zip(b.obs.chunks_mut(per * d))
         .zip(b.mask.chunks_mut(per * k))
@@ -349,9 +402,10 @@ fn split_groups<'a>(
         .zip(b.truncated.chunks_mut(per))
         .zip(b.info.chunks_mut(per))
         .map(
-            |(((((((twin, packets), obs), mask), reward), terminated), truncated), info)| {
+            |((((((((twin, adverts), packets), obs), mask), reward), terminated), truncated), info)| {
                 GroupView {
                     twin,
+                    adverts,
                     packets,
                     obs,
                     mask,
@@ -369,18 +423,38 @@ fn split_groups<'a>(
 }
 
 fn rows<'a>(
+    cfg: &EnvConfig,
     obs: &'a mut [f32],
     mask: &'a mut [i8],
     j: usize,
-    k: usize,
 ) -> (&'a mut [f32], &'a mut [i8]) {
-    let d = obs_dim(k);
+    let k = cfg.topology.max_neighbors;
+    let d = cfg.env.features.obs_dim(k);
     (&mut obs[j * d..(j + 1) * d], &mut mask[j * k..(j + 1) * k])
 }
 
-fn observe(twin: &mut Twin, p: &Packet, obs: &mut [f32], mask: &mut [i8]) {
-    twin.refresh_hop_distances(p.dest as usize);
-    write_observation(twin, p.node as usize, p.dest as usize, obs, mask);
+/// Writes the packet's observation and stores its shaping potential `Φ(s)`.
+fn observe(
+    cfg: &EnvConfig,
+    twin: &mut Twin,
+    adverts: &mut Adverts,
+    p: &mut Packet,
+    obs: &mut [f32],
+    mask: &mut [i8],
+) {
+    let dest = p.dest as usize;
+    twin.refresh_hop_distances(dest);
+    let shaping = cfg.reward.shaping;
+    if cfg.env.features == FeatureSet::Routing || shaping != 0.0 {
+        adverts.refresh(twin);
+    }
+    write_observation(cfg.env.features, twin, adverts, &p.header(cfg.env.ttl), obs, mask);
+    p.potential = if shaping != 0.0 {
+        let etx = adverts.to_destination(dest).etx[p.node as usize];
+        -shaping * if etx.is_finite() { etx.min(32.0) } else { 32.0 }
+    } else {
+        0.0
+    };
 }
 
 fn info_of(p: &Packet, outcome: Outcome, loss_cause: u8, reset: bool) -> StepInfo {
@@ -449,13 +523,15 @@ fn start_episode(cfg: &EnvConfig, twin: &mut Twin, p: &mut Packet) {
     p.episode_return = 0.0;
     p.needs_reset = false;
     p.done = false;
+    p.visited_len = 0;
+    p.visit(s as u32);
 }
 
 /// Steps one twin's environments: every action over the current state, one tick of the twin,
 /// then observations of the new state (and resets).
 fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
     let k = g.twin.max_neighbors();
-    let d = obs_dim(k);
+    let d = cfg.env.features.obs_dim(k);
     let rw = &cfg.reward;
     let same_step = cfg.env.autoreset_mode == AutoresetMode::SameStep;
 
@@ -469,42 +545,31 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
         }
         let (u, slot) = (p.node as usize, actions[j] as usize);
         let link = g.twin.link_metrics(u)[slot];
-        let hop = g.twin.transmit(u, slot, p.dest as usize, &mut p.rng);
+        let hop = if g.twin.neighbors(u).iter().all(|&v| v == meshrl_twin::NO_NEIGHBOR) {
+            meshrl_twin::Hop {
+                next: u as u32,
+                latency_ms: 0.0,
+                lost: Some(LossCause::NoRoute),
+            }
+        } else {
+            g.twin.transmit(u, slot, p.dest as usize, &mut p.rng)
+        };
         p.hops += 1;
         p.latency_ms += hop.latency_ms;
         let (outcome, cause) = match hop.lost {
             Some(cause) => {
-                g.reward[j] = rw.lost;
                 g.terminated[j] = true;
                 (Outcome::Lost, cause as u8)
             }
             None if hop.next == p.dest => {
                 p.node = hop.next;
-                let hop_bonus = if p.shortest_hops > 0 {
-                    rw.hop_bonus_max * p.shortest_hops as f32 / p.hops as f32
-                } else {
-                    0.0
-                };
-                let latency_bonus =
-                    rw.latency_bonus_max * (1.0 - p.latency_ms / rw.latency_budget_ms).max(0.0);
-                let relays = p.hops - 1;
-                let trust_bonus = if relays == 0 {
-                    rw.trust_bonus_max
-                } else {
-                    rw.trust_bonus_max * p.relay_trust_sum / relays as f32
-                };
-                g.reward[j] = rw.delivered + hop_bonus + latency_bonus + trust_bonus;
                 g.terminated[j] = true;
                 (Outcome::Delivered, 0)
             }
             None => {
                 p.node = hop.next;
-                let trust = g.twin.trust(hop.next as usize);
-                p.relay_trust_sum += trust;
-                g.reward[j] = -rw.latency_weight * hop.latency_ms / 100.0
-                    - rw.loss_weight * link.packet_loss
-                    + rw.trust_weight * trust
-                    - rw.hop_cost;
+                p.visit(hop.next);
+                p.relay_trust_sum += g.twin.trust(hop.next as usize);
                 if p.hops >= cfg.env.ttl {
                     g.truncated[j] = true;
                     (Outcome::TtlExpired, 0)
@@ -513,6 +578,9 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
                 }
             }
         };
+        g.reward[j] = hop_reward(cfg, p, outcome, hop.latency_ms, link.packet_loss, g.twin);
+        // Shaping: −Φ(s) now; γ·Φ(s') is added once s' is observed (0 if s' is terminal).
+        g.reward[j] -= p.potential;
         p.episode_return += g.reward[j];
         p.done = outcome != Outcome::InFlight;
         g.info[j] = info_of(p, outcome, cause, false);
@@ -523,10 +591,10 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
 
     // 3. Observations of the new state; losses the tick caused; resets.
     for (j, p) in g.packets.iter_mut().enumerate() {
-        let (obs, mask) = rows(g.obs, g.mask, j, k);
+        let (obs, mask) = rows(cfg, g.obs, g.mask, j);
         if p.needs_reset {
             start_episode(cfg, g.twin, p);
-            observe(g.twin, p, obs, mask);
+            observe(cfg, g.twin, g.adverts, p, obs, mask);
             g.info[j] = info_of(p, Outcome::InFlight, 0, true);
             continue;
         }
@@ -545,27 +613,79 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
                 None
             };
             if let Some(cause) = cause {
-                p.episode_return += rw.lost - g.reward[j];
-                g.reward[j] = rw.lost;
+                let lost = hop_reward(cfg, p, Outcome::Lost, 0.0, 0.0, g.twin) - p.potential;
+                p.episode_return += lost - g.reward[j];
+                g.reward[j] = lost;
                 g.terminated[j] = true;
                 g.truncated[j] = false;
                 p.done = true;
                 g.info[j] = info_of(p, Outcome::Lost, cause as u8, false);
             }
         }
-        observe(g.twin, p, obs, mask);
+        observe(cfg, g.twin, g.adverts, p, obs, mask);
+        if !g.terminated[j] && rw.shaping != 0.0 {
+            // Non-terminal s' (a truncated episode's s' is too): + γ·Φ(s').
+            let f = rw.shaping_gamma * p.potential;
+            g.reward[j] += f;
+            p.episode_return += f;
+            g.info[j].episode_return = p.episode_return;
+        }
         if p.done {
             if same_step {
                 g.final_obs[j * d..(j + 1) * d].copy_from_slice(obs);
                 g.final_mask[j * k..(j + 1) * k].copy_from_slice(mask);
                 g.final_info[j] = g.info[j];
                 start_episode(cfg, g.twin, p);
-                observe(g.twin, p, obs, mask);
+                observe(cfg, g.twin, g.adverts, p, obs, mask);
                 g.info[j] = info_of(p, Outcome::InFlight, 0, true);
             } else {
                 p.needs_reset = true;
             }
             p.done = false;
+        }
+    }
+}
+
+/// The reward of a hop that ended in `outcome` (before shaping), with the hop's latency (ms),
+/// the link's frame loss, and the packet at its new node.
+fn hop_reward(
+    cfg: &EnvConfig,
+    p: &Packet,
+    outcome: Outcome,
+    hop_ms: f32,
+    link_loss: f32,
+    twin: &Twin,
+) -> f32 {
+    let rw = &cfg.reward;
+    match (rw.kind, outcome) {
+        (RewardKind::Delivery, Outcome::Delivered) => {
+            1.0 - rw.delivery_latency_weight * hop_ms / rw.latency_budget_ms
+        }
+        (RewardKind::Delivery, Outcome::Lost) => 0.0,
+        (RewardKind::Delivery, _) => {
+            -rw.delivery_latency_weight * hop_ms / rw.latency_budget_ms - rw.hop_cost
+        }
+        (RewardKind::Spec, Outcome::Lost) => rw.lost,
+        (RewardKind::Spec, Outcome::Delivered) => {
+            let hop_bonus = if p.shortest_hops > 0 {
+                rw.hop_bonus_max * p.shortest_hops as f32 / p.hops as f32
+            } else {
+                0.0
+            };
+            let latency_bonus =
+                rw.latency_bonus_max * (1.0 - p.latency_ms / rw.latency_budget_ms).max(0.0);
+            let relays = p.hops - 1;
+            let trust_bonus = if relays == 0 {
+                rw.trust_bonus_max
+            } else {
+                rw.trust_bonus_max * p.relay_trust_sum / relays as f32
+            };
+            rw.delivered + hop_bonus + latency_bonus + trust_bonus
+        }
+        (RewardKind::Spec, _) => {
+            -rw.latency_weight * hop_ms / 100.0 - rw.loss_weight * link_loss
+                + rw.trust_weight * twin.trust(p.node as usize)
+                - rw.hop_cost
         }
     }
 }

@@ -580,3 +580,143 @@ proptest! {
         }
     }
 }
+
+fn routing(name: &str) -> EnvConfig {
+    let mut cfg = config(name);
+    cfg.env.features = meshrl_env::FeatureSet::Routing;
+    cfg
+}
+
+/// The `routing` layout: 11 features per slot and 3 of context; the ETX route's slot has
+/// `etx_excess` 0; the node a packet came from is flagged as visited.
+#[test]
+fn routing_features_show_the_etx_route_and_the_visited_set() {
+    let cfg = routing("small");
+    let k = cfg.topology.max_neighbors;
+    let f = meshrl_env::FeatureSet::Routing.per_slot();
+    let mut env = VecEnv::new(cfg, 16).unwrap();
+    assert_eq!(env.obs_dim(), k * f + 3);
+    env.reset(Some(3)).unwrap();
+    let d = env.obs_dim();
+    let mut saw_visited = 0;
+    for _ in 0..40 {
+        let b = env.buffers();
+        let mut actions = Vec::new();
+        for i in 0..16 {
+            let (o, m) = (&b.obs[i * d..(i + 1) * d], &b.mask[i * k..(i + 1) * k]);
+            let valid: Vec<usize> = (0..k).filter(|&s| m[s] != 0).collect();
+            // Exactly the slots at the least path cost have excess 0; all in [0, 1].
+            assert!(valid.iter().any(|&s| o[s * f + 7] == 0.0), "no ETX route among {valid:?}");
+            assert!(valid.iter().all(|&s| (0.0..=1.0).contains(&o[s * f + 7])));
+            assert!((0.0..=1.0).contains(&o[k * f + 1]) && (0.0..=1.0).contains(&o[k * f + 2]));
+            let info = b.info[i];
+            if info.path_length > 0 {
+                // Some slot holds a node the packet passed through (the previous hop, unless
+                // the link is gone).
+                saw_visited += valid.iter().any(|&s| o[s * f + 10] == 1.0) as usize;
+            }
+            // Follow the ETX route.
+            actions.push(valid.iter().copied().find(|&s| o[s * f + 7] == 0.0).unwrap_or(0) as i64);
+        }
+        env.step(&actions).unwrap();
+    }
+    assert!(saw_visited > 50, "visited flags seen {saw_visited} times");
+}
+
+/// Potential-based shaping telescopes: with `shaping_gamma = 1`, an episode's shaped return is
+/// its unshaped return plus `shaping × min(etx(source → destination), 32)` (−Φ(s₀)), whatever
+/// route the packet took.
+#[test]
+fn shaping_changes_each_return_by_the_start_potential_only() {
+    let mut plain = routing("small");
+    plain.env.autoreset_mode = AutoresetMode::SameStep;
+    plain.reward.kind = meshrl_env::RewardKind::Delivery;
+    let mut shaped = plain.clone();
+    shaped.reward.shaping = 0.5;
+    shaped.reward.shaping_gamma = 1.0;
+    let n = 32;
+    let (mut a, mut b) = (VecEnv::new(plain, n).unwrap(), VecEnv::new(shaped, n).unwrap());
+    a.reset(Some(9)).unwrap();
+    b.reset(Some(9)).unwrap();
+    let mut adverts = meshrl_env::advert::Adverts::new(10);
+    let mut state = 7u64;
+    let mut checked = 0;
+    for _ in 0..300 {
+        assert_eq!(a.buffers().obs.len(), b.buffers().obs.len());
+        let actions = random_actions(&a, &mut state);
+        a.step(&actions).unwrap();
+        b.step(&actions).unwrap();
+        let (ba, bb) = (a.buffers(), b.buffers());
+        for i in 0..n {
+            if ba.terminated[i] || ba.truncated[i] {
+                let (fa, fb) = (ba.final_info[i], bb.final_info[i]);
+                assert_eq!((fa.source, fa.destination, fa.outcome), (fb.source, fb.destination, fb.outcome));
+                // The static mesh's ETX distances never change, so any snapshot gives Φ(s₀).
+                adverts.refresh(b.twin_of(i));
+                let etx = adverts.to_destination(fa.destination as usize).etx[fa.source as usize];
+                let want = 0.5 * etx.min(32.0);
+                if fa.outcome == Outcome::TtlExpired {
+                    continue; // truncated: the last Φ(s') stays in the return
+                }
+                let got = fb.episode_return - fa.episode_return;
+                assert!((got - want).abs() < 1e-3, "env {i}: shaped − plain = {got}, −Φ(s₀) = {want}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200, "only {checked} episodes checked");
+}
+
+/// The `delivery` reward: 1 − latency cost for a delivered packet, 0 for a lost one.
+#[test]
+fn delivery_reward_pays_for_delivery_and_latency_only() {
+    let mut cfg = config("small");
+    cfg.reward.kind = meshrl_env::RewardKind::Delivery;
+    cfg.env.autoreset_mode = AutoresetMode::SameStep;
+    let budget = cfg.reward.latency_budget_ms;
+    let w = cfg.reward.delivery_latency_weight;
+    let mut env = VecEnv::new(cfg, 32).unwrap();
+    env.reset(Some(1)).unwrap();
+    let (mut delivered, mut lost) = (0, 0);
+    for _ in 0..200 {
+        let actions = shortest_path_actions(&env);
+        env.step(&actions).unwrap();
+        let b = env.buffers();
+        for i in 0..32 {
+            if b.terminated[i] {
+                let fi = b.final_info[i];
+                match fi.outcome {
+                    Outcome::Delivered => {
+                        let want = 1.0 - w * fi.latency_ms / budget;
+                        assert!((fi.episode_return - want).abs() < 1e-4, "{} vs {want}", fi.episode_return);
+                        delivered += 1;
+                    }
+                    Outcome::Lost => {
+                        assert!(fi.episode_return <= 0.0 && fi.episode_return > -1.0);
+                        lost += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(delivered > 100, "{delivered} delivered, {lost} lost");
+}
+
+/// A packet at a node without neighbours is lost to `no_route`, not to an invalid action,
+/// and `invalid_action = "error"` does not refuse the step.
+#[test]
+fn a_stranded_packet_is_lost_to_no_route() {
+    let mut cfg = config("small");
+    cfg.topology.radio_range_m = 1.0; // nobody hears anybody
+    cfg.topology.connected = false;
+    cfg.env.invalid_action = InvalidAction::Error;
+    let mut env = VecEnv::new(cfg, 4).unwrap();
+    env.reset(Some(0)).unwrap();
+    env.step(&[0, 0, 0, 0]).unwrap();
+    let b = env.buffers();
+    for i in 0..4 {
+        assert!(b.terminated[i]);
+        assert_eq!(b.info[i].loss_cause, LossCause::NoRoute as u8);
+    }
+}

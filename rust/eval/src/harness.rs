@@ -37,10 +37,37 @@ impl Episode {
 /// How many packets, over how many parallel environments, from which seed.
 #[derive(Clone, Copy, Debug)]
 pub struct EvalOptions {
-    /// Packets to route in total (rounded up to a multiple of `num_envs`).
+    /// Packets to route in total (1 ..= [`MAX_EPISODES`]); environment `i` routes
+    /// `episodes / num_envs` of them, one more when `i < episodes % num_envs`.
     pub episodes: usize,
+    /// Environments stepped in parallel (1 ..= `episodes`).
     pub num_envs: usize,
     pub seed: u64,
+}
+
+/// Most packets one evaluation routes per policy and scenario.
+pub const MAX_EPISODES: usize = 10_000_000;
+
+impl EvalOptions {
+    /// Checks the counts; the error names the option.
+    pub fn validate(&self) -> Result<(), EnvError> {
+        if !(1..=MAX_EPISODES).contains(&self.episodes) {
+            return Err(EnvError::invalid(
+                "episodes",
+                format!("must be in 1..={MAX_EPISODES}, got {}", self.episodes),
+            ));
+        }
+        if !(1..=self.episodes).contains(&self.num_envs) {
+            return Err(EnvError::invalid(
+                "num_envs",
+                format!(
+                    "must be in 1..={} (at most one environment per packet), got {}",
+                    self.episodes, self.num_envs
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Routes `opts.episodes` packets of scenario `cfg` with `router`; episodes come back sorted
@@ -53,22 +80,24 @@ pub fn evaluate(
     let mut cfg = cfg.clone();
     cfg.env.autoreset_mode = AutoresetMode::NextStep;
     cfg.env.invalid_action = InvalidAction::Lose;
-    let num_envs = opts.num_envs.clamp(1, opts.episodes.max(1));
-    let per_env = opts.episodes.div_ceil(num_envs) as u64;
+    opts.validate()?;
+    let num_envs = opts.num_envs;
+    let quota = |i: usize| (opts.episodes / num_envs + usize::from(i < opts.episodes % num_envs)) as u64;
+    let per_env = quota(0);
     let per_twin = cfg.env.envs_per_twin;
     let ttl = cfg.env.ttl as u64;
     let mut env = VecEnv::new(cfg, num_envs)?;
     env.reset(Some(opts.seed))?;
     router.reset();
     let (k, d) = (env.max_neighbors(), env.obs_dim());
-    let mut episodes = Vec::with_capacity(num_envs * per_env as usize);
+    let mut episodes = Vec::with_capacity(opts.episodes);
     let mut done_count = vec![0u64; num_envs];
     let mut finished = vec![false; num_envs];
     let mut actions = vec![0i64; num_envs];
     let mut before = vec![0f32; num_envs];
     let max_steps = per_env * (ttl + 2) + 16;
     for _ in 0..max_steps {
-        if done_count.iter().all(|&c| c >= per_env) {
+        if done_count.iter().enumerate().all(|(i, &c)| c >= quota(i)) {
             break;
         }
         {
@@ -115,7 +144,7 @@ pub fn evaluate(
                 );
             }
             finished[i] = b.terminated[i] || b.truncated[i];
-            if finished[i] && info.episode < per_env {
+            if finished[i] && info.episode < quota(i) {
                 done_count[i] += 1;
                 episodes.push(Episode {
                     env: i as u32,

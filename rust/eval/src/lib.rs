@@ -8,10 +8,10 @@
 
 pub mod baselines;
 mod harness;
-pub mod paths;
+pub use meshrl_env::paths;
 mod report;
 pub mod stats;
 
 pub use baselines::{baseline, Decision, Router, BASELINES};
-pub use harness::{evaluate, Episode, EvalOptions};
+pub use harness::{evaluate, Episode, EvalOptions, MAX_EPISODES};
 pub use report::{csv, table};

@@ -9,23 +9,21 @@
 //! price: episodes in flight at a boundary end there (their last transitions were already
 //! bootstrapped from the critic, as at every rollout's end).
 //!
-//! File layout: the line `meshrl-ppo-checkpoint 1`, a JSON header line, then the weights (LE
-//! `f32`) and the optimizer record (burnpack bytes); the header carries an FNV-1a checksum of
-//! both.
+//! File layout (`file.rs`): the line `meshrl-ppo-checkpoint 2`, a JSON header line, a checksum
+//! line over everything, then the weights (LE `f32`) and the optimizer record (burnpack bytes).
 
 use std::path::Path;
 
 use burn::optim::OptimizerRecord;
 use burn::tensor::Bytes;
-use meshrl_env::EnvConfig;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-use crate::trainer::Finished;
-use crate::weights::{atomic_write, fnv1a64};
+use crate::rollout::{Episodes, Finished};
+use crate::trainer::EnvShare;
 use crate::{PpoConfig, PpoError, Trainer};
 
-const MAGIC: &str = "meshrl-ppo-checkpoint 1";
+const MAGIC: &str = "meshrl-ppo-checkpoint 2";
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -33,14 +31,14 @@ struct Header {
     global_step: u64,
     total_steps: u64,
     checkpoint_every: u64,
+    reseed_every: u64,
     ppo: PpoConfig,
-    env: EnvConfig,
+    mix: Vec<EnvShare>,
     rng: Xoshiro256PlusPlus,
     param_ids: Vec<u64>,
     recent: Vec<(f32, bool, f32, u32)>,
     num_weights: usize,
     optimizer_bytes: usize,
-    fnv1a64: String,
 }
 
 /// What a checkpoint says about the run it came from.
@@ -50,6 +48,9 @@ pub struct CheckpointInfo {
     pub global_step: u64,
     pub total_steps: u64,
     pub checkpoint_every: u64,
+    /// The run's PPO settings and environment mixture, to compare with a config given again.
+    pub ppo: PpoConfig,
+    pub mix: Vec<EnvShare>,
 }
 
 impl Trainer {
@@ -60,55 +61,41 @@ impl Trainer {
         total_steps: u64,
         checkpoint_every: u64,
     ) -> Result<(), PpoError> {
-        let bad = |why: String| PpoError::Weights(format!("{}: {why}", path.display()));
-        let env = self
-            .env_config()
-            .ok_or_else(|| bad("only trainers on the Rust environment checkpoint".into()))?;
-        let weights: Vec<u8> = self.get_weights().iter().flat_map(|v| v.to_le_bytes()).collect();
-        let optimizer = self
+        let l = &self.learner;
+        let mut payload = crate::file::f32_bytes(&l.get_weights());
+        let num_weights = payload.len() / 4;
+        let optimizer = l
             .optimizer()
             .to_record()
             .into_bytes()
-            .map_err(|e| bad(format!("optimizer state: {e:?}")))?;
-        let mut payload = weights;
-        let num_weights = payload.len() / 4;
+            .map_err(|e| PpoError::input("optimizer state", format!("{e:?}")))?;
         payload.extend_from_slice(&optimizer);
         let header = Header {
             updates_done: self.updates_done(),
-            global_step: self.global_step(),
+            global_step: l.global_step(),
             total_steps,
             checkpoint_every,
-            ppo: self.cfg.clone(),
-            env: env.clone(),
-            rng: self.rng_state().clone(),
-            param_ids: crate::weights::param_ids(self.model()),
-            recent: self
-                .recent_episodes()
+            reseed_every: self.reseed_every(),
+            ppo: l.config().clone(),
+            mix: self.mix().to_vec(),
+            rng: l.rng_state().clone(),
+            param_ids: crate::weights::param_ids(l.model()),
+            recent: l
+                .episodes()
+                .iter()
                 .map(|f| (f.ret, f.delivered, f.latency_ms, f.hops))
                 .collect(),
             num_weights,
             optimizer_bytes: optimizer.len(),
-            fnv1a64: format!("{:016x}", fnv1a64(&payload)),
         };
-        let json = serde_json::to_string(&header).map_err(|e| bad(e.to_string()))?;
-        let mut bytes = format!("{MAGIC}\n{json}\n").into_bytes();
-        bytes.extend_from_slice(&payload);
-        atomic_write(path, &bytes).map_err(|e| bad(e.to_string()))
+        crate::file::write(path, MAGIC, &header, &payload)
     }
 
     /// Rebuilds the trainer saved in `path`, ready to continue its run with
     /// [`Trainer::train_run`] (same `total_steps` and `checkpoint_every`).
     pub fn resume(path: &Path) -> Result<(Trainer, CheckpointInfo), PpoError> {
-        let bad = |why: String| PpoError::Weights(format!("{}: {why}", path.display()));
-        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let mut parts = bytes.splitn(3, |&b| b == b'\n');
-        if parts.next() != Some(MAGIC.as_bytes()) {
-            return Err(bad("not a meshrl PPO checkpoint (bad magic line)".into()));
-        }
-        let json = parts.next().ok_or_else(|| bad("truncated: no header".into()))?;
-        let payload = parts.next().ok_or_else(|| bad("truncated: no state".into()))?;
-        let h: Header =
-            serde_json::from_slice(json).map_err(|e| bad(format!("bad header: {e}")))?;
+        let (h, payload): (Header, _) = crate::file::read(path, MAGIC, "PPO checkpoint")?;
+        let bad = |why: String| PpoError::corrupt(path, why);
         if payload.len() != h.num_weights * 4 + h.optimizer_bytes {
             return Err(bad(format!(
                 "holds {} bytes of state, the header says {}",
@@ -116,34 +103,24 @@ impl Trainer {
                 h.num_weights * 4 + h.optimizer_bytes
             )));
         }
-        if format!("{:016x}", fnv1a64(payload)) != h.fnv1a64 {
-            return Err(bad("checksum mismatch: the checkpoint is corrupt".into()));
-        }
         let (w, opt) = payload.split_at(h.num_weights * 4);
-        let weights: Vec<f32> = w
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
         let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(opt.to_vec()))
             .map_err(|e| bad(format!("optimizer state: {e:?}")))?;
-        let mut trainer = Trainer::new(h.env.clone(), h.ppo.clone())?;
-        trainer.restore(
-            &weights,
-            &h.param_ids,
-            record,
-            h.rng,
-            h.updates_done,
-            h.global_step,
-            h.recent
-                .into_iter()
-                .map(|(ret, delivered, latency_ms, hops)| Finished {
-                    ret,
-                    delivered,
-                    latency_ms,
-                    hops,
-                })
-                .collect(),
-        )?;
+        let mut trainer = Trainer::with_mix(h.mix.clone(), h.ppo.clone(), h.reseed_every)?;
+        let mut episodes = Episodes::default();
+        for (ret, delivered, latency_ms, hops) in h.recent {
+            episodes.push(Finished {
+                ret,
+                delivered,
+                latency_ms,
+                hops,
+            });
+        }
+        trainer
+            .learner
+            .restore(&crate::file::f32s(w), &h.param_ids, record, h.rng, h.global_step, episodes)
+            .map_err(|e| bad(e.to_string()))?;
+        trainer.set_updates_done(h.updates_done);
         // The run reseeded its environments right after writing this checkpoint.
         trainer.reseed_env(h.updates_done)?;
         Ok((
@@ -153,6 +130,8 @@ impl Trainer {
                 global_step: h.global_step,
                 total_steps: h.total_steps,
                 checkpoint_every: h.checkpoint_every,
+                ppo: h.ppo,
+                mix: h.mix,
             },
         ))
     }

@@ -13,6 +13,32 @@ pub enum Activation {
     Relu,
 }
 
+/// How the policy network reads an observation (see `policy.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// One MLP over the whole observation for the actor, another for the critic.
+    #[default]
+    Mlp,
+    /// Per-neighbour scoring with shared weights (permutation-equivariant over slots); the
+    /// critic pools over slots. Needs observations made of neighbour slots.
+    Slots,
+}
+
+/// Most parameters a policy may have (f32; Adam keeps two more copies): 50 M, 600 MB in all.
+pub const MAX_PARAMETERS: usize = 50_000_000;
+
+/// Checks hidden layer sizes: at least one layer, all > 0.
+pub(crate) fn check_hidden(hidden: &[usize]) -> Result<(), crate::PpoError> {
+    if hidden.is_empty() || hidden.contains(&0) {
+        return Err(crate::PpoError::InvalidConfig {
+            field: "ppo.hidden".into(),
+            reason: format!("needs at least one layer, all > 0, got {hidden:?}"),
+        });
+    }
+    Ok(())
+}
+
 /// Every PPO setting (`[ppo]` in a training config). Defaults are the prototype's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +46,8 @@ pub struct PpoConfig {
     /// Hidden layer sizes of the actor and of the critic.
     pub hidden: Vec<usize>,
     pub activation: Activation,
+    /// `mlp` or `slots` (per-neighbour scoring; the routing environment only).
+    pub architecture: Architecture,
     pub learning_rate: f64,
     /// Anneal the learning rate linearly to 0 over the run.
     pub anneal_lr: bool,
@@ -55,6 +83,7 @@ impl Default for PpoConfig {
         PpoConfig {
             hidden: vec![64, 64],
             activation: Activation::Tanh,
+            architecture: Architecture::Mlp,
             learning_rate: 3e-4,
             anneal_lr: true,
             gamma: 0.99,
@@ -90,12 +119,7 @@ impl PpoConfig {
                 reason,
             })
         };
-        if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return bad(
-                "hidden",
-                format!("needs at least one layer, all > 0, got {:?}", self.hidden),
-            );
-        }
+        check_hidden(&self.hidden)?;
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return bad(
                 "learning_rate",
@@ -107,10 +131,22 @@ impl PpoConfig {
                 return bad(name, format!("must be in [0, 1], got {v}"));
             }
         }
-        if self.num_envs == 0 || self.num_steps == 0 || self.epochs == 0 {
+        for (name, v, max) in [
+            ("num_envs", self.num_envs, 10_000_000),
+            ("num_steps", self.num_steps, 1_000_000),
+            ("epochs", self.epochs, 10_000),
+        ] {
+            if !(1..=max).contains(&v) {
+                return bad(name, format!("must be in 1..={max}, got {v}"));
+            }
+        }
+        if self.num_envs.saturating_mul(self.num_steps) > 100_000_000 {
             return bad(
-                "num_envs",
-                "num_envs, num_steps and epochs must be at least 1".into(),
+                "num_steps",
+                format!(
+                    "num_envs × num_steps = {} × {} exceeds 100,000,000 samples per rollout",
+                    self.num_envs, self.num_steps
+                ),
             );
         }
         if self.minibatch_size == 0 || self.minibatch_size > self.batch_size() {

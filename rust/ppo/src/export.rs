@@ -6,14 +6,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use meshrl_env::obs;
+use meshrl_format::{metadata_checksum, FeatureSet, EXPORT_FORMAT, EXPORT_VERSION};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
 
-use crate::{Activation, Policy, PpoError};
-
-/// The `format` metadata value of an exported policy.
-pub const EXPORT_FORMAT: &str = "meshrl-policy";
-const EXPORT_VERSION: &str = "1";
+use crate::{Activation, Architecture, Policy, PpoError};
 
 /// What to put in an exported file besides the actor.
 #[derive(Clone, Debug, Default)]
@@ -71,34 +68,47 @@ fn split<'a>(
 /// the actor checksum (FNV-1a 64 over the actor tensors' bytes, layer by layer, weight then
 /// bias).
 pub fn export(policy: &Policy, path: &Path, opts: &ExportOptions) -> Result<u64, PpoError> {
-    let flat = crate::weights::flatten(&policy.model);
-    let mut actor_widths = vec![policy.obs_dim];
-    actor_widths.extend_from_slice(&policy.hidden);
+    let spec = policy.spec();
+    let flat = crate::weights::flatten(policy.model());
+    let slots = spec.architecture == Architecture::Slots;
+    let d_in = if slots { spec.per_slot + spec.context } else { spec.obs_dim };
+    let mut actor_widths = vec![d_in];
+    actor_widths.extend_from_slice(&spec.hidden);
     let mut critic_widths = actor_widths.clone();
-    actor_widths.push(policy.k);
-    critic_widths.push(1);
+    actor_widths.push(if slots { 1 } else { spec.num_actions });
+    if !slots {
+        critic_widths.push(1);
+    }
     let mut actor = Vec::new();
     let rest = split("actor", &actor_widths, &flat, &mut actor);
     let mut critic = Vec::new();
-    let rest = split("critic", &critic_widths, rest, &mut critic);
+    let mut rest = split("critic", &critic_widths, rest, &mut critic);
+    if slots {
+        let h = *spec.hidden.last().expect("validated: at least one layer");
+        rest = split("critic_head", &[2 * h, 1], rest, &mut critic);
+    }
     if !rest.is_empty() {
-        return Err(PpoError::Weights(format!(
-            "{} parameters left over after the actor and critic",
-            rest.len()
-        )));
+        return Err(PpoError::input(
+            "policy",
+            format!("{} parameters left over after the actor and critic", rest.len()),
+        ));
     }
-    let mut checksum_bytes = Vec::new();
+    let mut actor_bytes = Vec::new();
     for l in &actor {
-        checksum_bytes.extend_from_slice(&l.weight);
-        checksum_bytes.extend_from_slice(&l.bias);
+        actor_bytes.extend_from_slice(&l.weight);
+        actor_bytes.extend_from_slice(&l.bias);
     }
-    let checksum = crate::weights::fnv1a64(&checksum_bytes);
+    let features = spec
+        .feature_set
+        .as_deref()
+        .and_then(FeatureSet::from_name)
+        .unwrap_or(FeatureSet::Spec);
 
-    let activation = match policy.activation {
+    let activation = match spec.activation {
         Activation::Tanh => "tanh",
         Activation::Relu => "relu",
     };
-    let hidden = policy
+    let hidden = spec
         .hidden
         .iter()
         .map(|h| h.to_string())
@@ -111,21 +121,29 @@ pub fn export(policy: &Policy, path: &Path, opts: &ExportOptions) -> Result<u64,
             Trained with PPO in the meshrl digital twin.",
         "meshrl_version": env!("CARGO_PKG_VERSION"),
         "architecture": {
-            "type": "mlp",
-            "obs_dim": policy.obs_dim,
-            "hidden": policy.hidden,
-            "num_actions": policy.k,
+            "type": if slots { "slots" } else { "mlp" },
+            "type_note": if slots {
+                "per-neighbour scoring: logit[s] = actor([slot s features, context]); one network shared by all slots"
+            } else {
+                "one MLP over the whole observation"
+            },
+            "obs_dim": spec.obs_dim,
+            "hidden": spec.hidden,
+            "num_actions": spec.num_actions,
             "activation": activation,
             "activation_note": "after every layer but the last; tanh(x) = 1 - 2/(exp(2x)+1)",
             "weight_layout": "actor.{i}.weight is [d_out, d_in] (y = W x + b)",
         },
         "observation": {
+            "feature_set": features.name(),
             "layout": format!(
-                "{} neighbour slots x {} features, then the local queue occupancy",
-                policy.k,
-                obs::FEATURES_PER_NEIGHBOR
+                "{} neighbour slots x {} features, then {} context features",
+                spec.num_actions,
+                features.per_slot(),
+                features.context()
             ),
-            "slot_features": obs::FEATURE_NAMES,
+            "slot_features": features.slot_names(),
+            "context_features": features.context_names(),
             "normalization": {
                 "rssi": "(rssi_dbm - rssi_center_dbm) / rssi_scale_db",
                 "latency": "latency_ms / (latency_ms + latency_half_ms)",
@@ -134,7 +152,14 @@ pub fn export(policy: &Policy, path: &Path, opts: &ExportOptions) -> Result<u64,
                     "min(hops, hops_scale) / hops_scale; 1 if unreachable; 0: the neighbour is the destination",
                 "bandwidth": "bandwidth_mbps / bandwidth_scale_mbps",
                 "trust": "score in [0, 1], as is",
-                "queue": "occupancy of the local queue in [0, 1]",
+                "etx_to_destination": "etx / (etx + etx_half); 1 if no route advertised",
+                "etx_excess": "min(c - c_min, etx_excess_scale) / etx_excess_scale, c = link ETX now + advertised ETX of the neighbour, c_min over valid slots; 1 if no route",
+                "latency_to_destination": "ms / (ms + path_latency_half_ms); 1 if no route advertised",
+                "queue (slot)": "the neighbour's advertised queue occupancy, as is",
+                "visited": "1 if the packet already passed through the neighbour",
+                "queue (context)": "occupancy of the local queue in [0, 1]",
+                "ttl_left": "1 - hops_taken / ttl",
+                "hops_taken": "min(hops_taken, hops_scale) / hops_scale",
             },
             "constants": {
                 "rssi_center_dbm": obs::RSSI_CENTER_DBM,
@@ -142,13 +167,16 @@ pub fn export(policy: &Policy, path: &Path, opts: &ExportOptions) -> Result<u64,
                 "latency_half_ms": obs::LATENCY_HALF_MS,
                 "hops_scale": obs::HOPS_SCALE,
                 "bandwidth_scale_mbps": obs::BANDWIDTH_SCALE_MBPS,
+                "etx_half": meshrl_format::ETX_HALF,
+                "etx_excess_scale": meshrl_format::ETX_EXCESS_SCALE,
+                "path_latency_half_ms": meshrl_format::PATH_LATENCY_HALF_MS,
             },
             "empty_slots": "all zero and masked out",
             "slot_order": "the node's neighbours (its num_actions strongest by RSSI when it has more) in ascending node id",
         },
         "action": "index of the neighbour slot to forward to; argmax of the masked logits (deterministic) or a sample from softmax",
         "training_config": training,
-        "checksum": format!("fnv1a64:{checksum:016x}"),
+        "checksum_note": "fnv1a64 over the actor tensors' bytes (layer by layer, weight then bias), then every metadata entry but `checksum` sorted by key as key NUL value LF",
     });
 
     let mut meta: HashMap<String, String> = HashMap::new();
@@ -156,10 +184,14 @@ pub fn export(policy: &Policy, path: &Path, opts: &ExportOptions) -> Result<u64,
         meta.insert(k.to_string(), v);
     };
     put("format", EXPORT_FORMAT.into());
-    put("format_version", EXPORT_VERSION.into());
+    put("format_version", EXPORT_VERSION.to_string());
     put("meshrl_version", env!("CARGO_PKG_VERSION").into());
-    put("obs_dim", policy.obs_dim.to_string());
-    put("num_actions", policy.k.to_string());
+    put("obs_dim", spec.obs_dim.to_string());
+    put("num_actions", spec.num_actions.to_string());
+    put("architecture", if slots { "slots" } else { "mlp" }.into());
+    put("feature_set", features.name().into());
+    put("per_slot", features.per_slot().to_string());
+    put("context", features.context().to_string());
     put("hidden", hidden);
     put("activation", activation.into());
     put("obs.rssi_center_dbm", obs::RSSI_CENTER_DBM.to_string());
@@ -167,18 +199,23 @@ pub fn export(policy: &Policy, path: &Path, opts: &ExportOptions) -> Result<u64,
     put("obs.latency_half_ms", obs::LATENCY_HALF_MS.to_string());
     put("obs.hops_scale", obs::HOPS_SCALE.to_string());
     put("obs.bandwidth_scale_mbps", obs::BANDWIDTH_SCALE_MBPS.to_string());
-    put("obs.slot_features", obs::FEATURE_NAMES.join(","));
+    put("obs.etx_half", meshrl_format::ETX_HALF.to_string());
+    put("obs.etx_excess_scale", meshrl_format::ETX_EXCESS_SCALE.to_string());
+    put("obs.path_latency_half_ms", meshrl_format::PATH_LATENCY_HALF_MS.to_string());
+    put("obs.slot_features", features.slot_names().join(","));
+    put("obs.context_features", features.context_names().join(","));
     put("includes_critic", opts.include_critic.to_string());
-    put("checksum", format!("fnv1a64:{checksum:016x}"));
     put("training_config", training.to_string());
     put("model_card", card.to_string());
+    let checksum = metadata_checksum(&actor_bytes, meta.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    meta.insert("checksum".into(), format!("fnv1a64:{checksum:016x}"));
 
     let mut layers = actor;
     if opts.include_critic {
         layers.extend(critic);
     }
     let mut views = Vec::new();
-    let bad = |e: safetensors::SafeTensorError| PpoError::Weights(format!("export: {e}"));
+    let bad = |e: safetensors::SafeTensorError| PpoError::input("export", e.to_string());
     for l in &layers {
         views.push((
             format!("{}.weight", l.name),
@@ -190,8 +227,7 @@ pub fn export(policy: &Policy, path: &Path, opts: &ExportOptions) -> Result<u64,
         ));
     }
     let bytes = safetensors::serialize(views, Some(meta)).map_err(bad)?;
-    crate::weights::atomic_write(path, &bytes)
-        .map_err(|e| PpoError::Weights(format!("{}: {e}", path.display())))?;
+    crate::file::atomic_write(path, &bytes).map_err(|e| PpoError::io(path, e))?;
     Ok(checksum)
 }
 

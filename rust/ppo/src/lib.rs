@@ -1,45 +1,41 @@
 //! Batched PPO on burn for the meshrl routing environment.
 //!
-//! [`Trainer`] collects rollouts from the native [`meshrl_env::VecEnv`] (no Python in the
-//! loop), computes GAE with bootstrapping on truncation, and runs clipped-surrogate PPO with a
-//! clipped value loss, entropy bonus, global gradient-norm clipping and invalid-action masking.
-//! The backend lives in the device: `flex` on the CPU, `wgpu` with the `wgpu` feature
-//! ([`DeviceChoice`]). [`Trainer::train_run`] checkpoints and [`Trainer::resume`] continues bit
-//! for bit; [`Trainer::for_spaces`] + [`Trainer::store_transition`] train on environments
-//! outside this crate; [`export`] writes a policy for the `meshrl-runtime` crate.
+//! A [`Learner`] holds the actor-critic, its optimizer and RNG: it samples actions and learns
+//! from a [`Rollout`] (GAE, clipped surrogate, clipped value loss, entropy bonus, global
+//! gradient-norm clipping, invalid-action masking). A [`Trainer`] pairs a learner with the
+//! native [`meshrl_env::VecEnv`] (one config or a mixture) and runs the training loop;
+//! [`Trainer::train_run`] checkpoints and [`Trainer::resume`] continues bit for bit. The
+//! backend lives in the device: `flex` on the CPU, `wgpu` with the `wgpu` feature
+//! ([`DeviceChoice`]). [`export`] writes a policy for the `meshrl-runtime` crate.
 
 mod checkpoint;
+mod compare;
 mod config;
 mod device;
+mod error;
 mod export;
+mod file;
 mod inference;
+mod learner;
 mod policy;
+mod rollout;
 mod router;
 mod train_config;
 mod trainer;
 pub mod weights;
 
-pub use config::{Activation, PpoConfig};
-pub use device::{select as select_device, DeviceChoice, HAS_WGPU};
-pub use export::{export, ExportOptions, EXPORT_FORMAT};
-pub use inference::Policy;
-pub use policy::{log_probs, ActorCritic, Mlp, MASKED_LOGIT};
-pub use router::PolicyRouter;
-pub use train_config::TrainConfig;
 pub use checkpoint::CheckpointInfo;
-pub use trainer::{Rollout, Trainer, UpdateStats};
-
-/// Every way configuring or training can fail.
-#[derive(Debug, thiserror::Error)]
-pub enum PpoError {
-    #[error("invalid config field `{field}`: {reason}")]
-    InvalidConfig { field: String, reason: String },
-    #[error(transparent)]
-    Env(#[from] meshrl_env::EnvError),
-    /// A loss or gradient became NaN or infinite; the update was not applied.
-    #[error("non-finite {0} during the PPO update (lower the learning rate or check rewards)")]
-    NonFinite(String),
-    /// Weights of the wrong size or value, or a bad weights file.
-    #[error("weights: {0}")]
-    Weights(String),
-}
+pub use compare::{compare, own_load_envs, Comparison, COMPARE_BASELINES};
+pub use config::{Activation, Architecture, PpoConfig, MAX_PARAMETERS};
+pub use device::{select as select_device, DeviceChoice, HAS_WGPU};
+pub use error::PpoError;
+pub use export::{export, ExportOptions};
+pub use file::atomic_write;
+pub use inference::Policy;
+pub use learner::{Learner, UpdateStats};
+pub use meshrl_format::EXPORT_FORMAT;
+pub use policy::{log_probs, ActorCritic, Mlp, PolicySpec, MASKED_LOGIT};
+pub use rollout::{Episodes, Finished, Rollout};
+pub use router::PolicyRouter;
+pub use train_config::{LoadedTrainConfig, MixEntry, TrainConfig};
+pub use trainer::{EnvShare, Trainer};

@@ -23,6 +23,7 @@ impl Router for PolicyRouter {
             self.seed ^ (d.env as u64).rotate_left(32),
             (d.episode << 16) + d.hops as u64,
         );
-        self.policy.act(d.obs, d.mask, self.deterministic, draw)[0] as usize
+        self.policy
+            .act_unchecked(d.obs, d.mask, self.deterministic, draw)[0] as usize
     }
 }

@@ -1,22 +1,20 @@
 //! The policy's parameters as one flat `f32` vector (what federated learning exchanges), and a
 //! small checksummed weights file written atomically.
 //!
-//! File layout: the line `meshrl-ppo-weights 1`, a JSON header line (`num_parameters`,
-//! `obs_dim`, `max_neighbors`, `hidden`, `activation`, `fnv1a64` of the payload), then the
+//! File layout (`file.rs`): the line `meshrl-ppo-weights 2`, a JSON header line
+//! (`num_parameters` and the [`PolicySpec`]), a checksum line over everything, then the
 //! parameters as little-endian `f32`, in the order [`flatten`] gives them.
 
-use std::io::Write;
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Activation;
-use crate::policy::ActorCritic;
+use crate::policy::{ActorCritic, PolicySpec};
 use crate::PpoError;
 
-const MAGIC: &str = "meshrl-ppo-weights 1";
+const MAGIC: &str = "meshrl-ppo-weights 2";
 
 struct Collect(Vec<f32>);
 
@@ -91,11 +89,10 @@ impl ModuleMapper for SetIds<'_> {
 /// them applies to this model.
 pub(crate) fn set_param_ids(model: ActorCritic, ids: &[u64]) -> Result<ActorCritic, PpoError> {
     if ids.len() != param_ids(&model).len() {
-        return Err(PpoError::Weights(format!(
-            "{} parameter ids for {} parameters",
-            ids.len(),
-            param_ids(&model).len()
-        )));
+        return Err(PpoError::input(
+            "param_ids",
+            format!("{} ids for {} parameters", ids.len(), param_ids(&model).len()),
+        ));
     }
     Ok(model.map(&mut SetIds { ids, next: 0 }))
 }
@@ -117,16 +114,16 @@ pub fn count(model: &ActorCritic) -> usize {
 /// Checks that `values` are `expected` finite numbers.
 pub fn check(values: &[f32], expected: usize) -> Result<(), PpoError> {
     if values.len() != expected {
-        return Err(PpoError::Weights(format!(
-            "expected {expected} values, got {}",
-            values.len()
-        )));
+        return Err(PpoError::input(
+            "weights",
+            format!("expected {expected} values, got {}", values.len()),
+        ));
     }
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(PpoError::Weights(format!(
-            "value {i} is {} (weights must be finite)",
-            values[i]
-        )));
+        return Err(PpoError::input(
+            "weights",
+            format!("value {i} is {} (weights must be finite)", values[i]),
+        ));
     }
     Ok(())
 }
@@ -141,90 +138,35 @@ pub fn assign(model: ActorCritic, values: &[f32]) -> Result<ActorCritic, PpoErro
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeightsHeader {
     pub num_parameters: usize,
-    pub obs_dim: usize,
-    pub max_neighbors: usize,
-    pub hidden: Vec<usize>,
-    pub activation: Activation,
-    pub fnv1a64: String,
+    pub spec: PolicySpec,
 }
 
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// Writes `values` with `header` to `path` atomically (a temporary file in the same folder,
-/// synced, then renamed over `path`): a crash never leaves a half-written file.
-pub fn write(path: &Path, mut header: WeightsHeader, values: &[f32]) -> Result<(), PpoError> {
-    let io = |e: std::io::Error| PpoError::Weights(format!("{}: {e}", path.display()));
-    let payload: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    header.num_parameters = values.len();
-    header.fnv1a64 = format!("{:016x}", fnv1a64(&payload));
-    let json = serde_json_line(&header)?;
-    let mut bytes = format!("{MAGIC}\n{json}\n").into_bytes();
-    bytes.extend_from_slice(&payload);
-    atomic_write(path, &bytes).map_err(io)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
-/// renamed over `path`. A crash never leaves a half-written file; on error nothing is left.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // Unique per process and call, so concurrent writers never share a temporary file.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        std::fs::remove_file(&tmp).ok();
-    }
-    result
-}
-
-fn serde_json_line(h: &WeightsHeader) -> Result<String, PpoError> {
-    serde_json::to_string(h).map_err(|e| PpoError::Weights(e.to_string()))
+/// Writes `values` for a network of `spec` to `path` atomically (see `file.rs`).
+pub fn write(path: &Path, spec: &PolicySpec, values: &[f32]) -> Result<(), PpoError> {
+    let header = WeightsHeader {
+        num_parameters: values.len(),
+        spec: spec.clone(),
+    };
+    crate::file::write(path, MAGIC, &header, &crate::file::f32_bytes(values))
 }
 
 /// Reads and checks a weights file; every defect is a clear error.
 pub fn read(path: &Path) -> Result<(WeightsHeader, Vec<f32>), PpoError> {
-    let bad = |why: String| PpoError::Weights(format!("{}: {why}", path.display()));
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let mut lines = bytes.splitn(3, |&b| b == b'\n');
-    let magic = lines.next().unwrap_or_default();
-    if magic != MAGIC.as_bytes() {
-        return Err(bad("not a meshrl PPO weights file (bad magic line)".into()));
-    }
-    let json = lines
-        .next()
-        .ok_or_else(|| bad("truncated: no header".into()))?;
-    let payload = lines
-        .next()
-        .ok_or_else(|| bad("truncated: no parameters".into()))?;
-    let header: WeightsHeader = parse_header(json).map_err(|e| bad(format!("bad header: {e}")))?;
+    let (header, payload): (WeightsHeader, _) =
+        crate::file::read(path, MAGIC, "PPO weights file")?;
     if payload.len() != header.num_parameters * 4 {
-        return Err(bad(format!(
-            "holds {} bytes of parameters, the header says {}",
-            payload.len(),
-            header.num_parameters * 4
-        )));
+        return Err(PpoError::corrupt(
+            path,
+            format!(
+                "holds {} bytes of parameters, the header says {}",
+                payload.len(),
+                header.num_parameters * 4
+            ),
+        ));
     }
-    if format!("{:016x}", fnv1a64(payload)) != header.fnv1a64 {
-        return Err(bad("checksum mismatch: the file is corrupt".into()));
-    }
-    let values = payload
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Ok((header, values))
-}
-
-fn parse_header(json: &[u8]) -> Result<WeightsHeader, String> {
-    let text = std::str::from_utf8(json).map_err(|e| e.to_string())?;
-    serde_json::from_str(text).map_err(|e| e.to_string())
+    header
+        .spec
+        .validate()
+        .map_err(|e| PpoError::corrupt(path, format!("header: {e}")))?;
+    Ok((header, crate::file::f32s(&payload)))
 }

@@ -31,13 +31,13 @@ fn cfg(device: DeviceChoice) -> PpoConfig {
 #[test]
 fn cpu_is_flex_and_device_names_parse() {
     let t = Trainer::new(env(), cfg(DeviceChoice::Cpu)).unwrap();
-    assert_eq!(t.device_name(), "flex");
+    assert_eq!(t.learner.device_name(), "flex");
     assert_eq!("wgpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Wgpu);
     let e = "cuda".parse::<DeviceChoice>().unwrap_err().to_string();
     assert!(e.contains("ppo.device") && e.contains("`cuda`"), "{e}");
     // `auto` picks a real GPU or the CPU, never a software driver.
     let auto = Trainer::new(env(), cfg(DeviceChoice::Auto)).unwrap();
-    assert!(["flex", "wgpu"].contains(&auto.device_name()));
+    assert!(["flex", "wgpu"].contains(&auto.learner.device_name()));
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -57,19 +57,19 @@ fn one_update_gives_the_same_weights_on_flex_and_wgpu() {
     let (rollout, last_values) = collector.collect(&mut stats).unwrap();
     let mut flex = Trainer::new(env(), cfg(DeviceChoice::Cpu)).unwrap();
     let mut wgpu = Trainer::new(env(), cfg(DeviceChoice::Wgpu)).unwrap();
-    assert_eq!(wgpu.device_name(), "wgpu");
-    let w0 = flex.get_weights();
-    wgpu.set_weights(&w0).unwrap();
+    assert_eq!(wgpu.learner.device_name(), "wgpu");
+    let w0 = flex.learner.get_weights();
+    wgpu.learner.set_weights(&w0).unwrap();
     // Inference agrees before the update.
     let obs = &rollout.obs[..64 * flex.policy().obs_dim()];
-    let (lf, lw) = (flex.policy().logits(obs), wgpu.policy().logits(obs));
+    let (lf, lw) = (flex.policy().logits(obs).unwrap(), wgpu.policy().logits(obs).unwrap());
     let worst = lf.iter().zip(&lw).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(worst < 1e-4, "logits differ by {worst}");
 
     let (mut sf, mut sw) = (meshrl_ppo::UpdateStats::default(), meshrl_ppo::UpdateStats::default());
-    flex.learn(&rollout, &last_values, 1e-3, &mut sf).unwrap();
-    wgpu.learn(&rollout, &last_values, 1e-3, &mut sw).unwrap();
-    let (wf, ww) = (flex.get_weights(), wgpu.get_weights());
+    flex.learner.learn(&rollout, &last_values, 1e-3, &mut sf).unwrap();
+    wgpu.learner.learn(&rollout, &last_values, 1e-3, &mut sw).unwrap();
+    let (wf, ww) = (flex.learner.get_weights(), wgpu.learner.get_weights());
     let moved = wf.iter().zip(&w0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     let worst = wf.iter().zip(&ww).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     eprintln!("update moved weights by up to {moved:e}; flex vs wgpu differ by up to {worst:e}");

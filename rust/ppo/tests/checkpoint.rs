@@ -49,8 +49,8 @@ fn resume_reproduces_the_uninterrupted_run() {
     let end2 = resumed
         .train_run(info.total_steps, info.checkpoint_every, Some(&path), |_| true)
         .unwrap();
-    assert_eq!(resumed.global_step(), straight.global_step());
-    assert_eq!(resumed.get_weights(), straight.get_weights(), "weights differ after resume");
+    assert_eq!(resumed.learner.global_step(), straight.learner.global_step());
+    assert_eq!(resumed.learner.get_weights(), straight.learner.get_weights(), "weights differ after resume");
     assert_eq!(end.policy_loss.to_bits(), end2.policy_loss.to_bits());
     assert_eq!(end.episodic_return.to_bits(), end2.episodic_return.to_bits());
     std::fs::remove_file(path).ok();
@@ -71,7 +71,13 @@ fn bad_checkpoints_are_clear_errors() {
     let last = flipped.len() - 10;
     flipped[last] ^= 1;
     assert!(err(&flipped).contains("checksum mismatch"));
-    assert!(err(&good[..good.len() - 3]).contains("bytes of state"));
+    assert!(err(&good[..good.len() - 3]).contains("checksum mismatch"));
+    // The header is covered too: an edited counter is caught.
+    let text = String::from_utf8_lossy(&good).into_owned();
+    let at = text.find("\"updates_done\":2").expect("header field");
+    let mut edited = good.clone();
+    edited[at + "\"updates_done\":".len()] = b'3';
+    assert!(err(&edited).contains("checksum mismatch"));
     assert!(err(&good[..30]).contains("truncated"));
     assert!(err(b"hello\n").contains("not a meshrl PPO checkpoint"));
     std::fs::remove_file(&path).ok();

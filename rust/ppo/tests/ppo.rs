@@ -78,15 +78,27 @@ fn config_errors_name_the_field() {
 #[test]
 fn shipped_training_configs_load() {
     for name in ["small", "dynamic"] {
-        let (cfg, env) = TrainConfig::load(format!(
+        let loaded = TrainConfig::load(format!(
             "{}/../../configs/train/{name}.toml",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();
-        assert!(cfg.total_steps > 0);
-        assert_eq!(env.reward.hop_cost, 0.5);
-        assert_eq!(env.env.envs_per_twin, 4);
+        assert!(loaded.cfg.total_steps > 0);
+        assert_eq!(loaded.mix.len(), 1);
+        assert_eq!(loaded.mix[0].env.reward.hop_cost, 0.5);
+        assert_eq!(loaded.mix[0].env.env.envs_per_twin, 4);
     }
+    let mesh = TrainConfig::load(format!(
+        "{}/../../configs/train/mesh.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(mesh.mix.len() >= 6);
+    assert_eq!(mesh.cfg.ppo.num_envs, mesh.mix.iter().map(|m| m.num_envs).sum::<usize>());
+    for m in &mesh.mix {
+        assert_eq!(m.env.env.features, meshrl_env::FeatureSet::Routing, "overrides apply to every member");
+    }
+    assert!(mesh.eval.iter().any(|p| p.ends_with("freifunk-ulm.toml")));
 }
 
 #[test]
@@ -97,7 +109,9 @@ fn masked_slots_are_never_chosen() {
     let mask: Vec<i8> = (0..200 * k).map(|i| ((i % k) % 3 == 1) as i8).collect();
     for deterministic in [true, false] {
         for (row, &a) in trainer
+            .learner
             .act(&obs, &mask, deterministic, 5)
+            .unwrap()
             .iter()
             .enumerate()
         {
@@ -127,7 +141,7 @@ fn same_seed_same_training_on_the_cpu() {
             (
                 s.policy_loss.to_bits(),
                 s.value_loss.to_bits(),
-                t.act(&obs, &mask, false, 3),
+                t.learner.act(&obs, &mask, false, 3).unwrap(),
             )
         })
     };
@@ -149,30 +163,34 @@ fn an_update_reports_finite_metrics_and_counts_steps() {
         .unwrap();
     assert_eq!(seen, 2);
     assert_eq!(last.global_step, 8 * 16 * 2);
-    assert_eq!(t.global_step(), 8 * 16 * 2);
+    assert_eq!(t.learner.global_step(), 8 * 16 * 2);
 }
 
 #[test]
 fn weights_round_trip_and_reject_bad_input() {
     let mut a = Trainer::new(env(), tiny(1)).unwrap();
     a.train(8 * 16, |_| true).unwrap();
-    let w = a.get_weights();
+    let w = a.learner.get_weights();
     // 97→64→64→16 actor + 97→64→64→1 critic.
     assert_eq!(
         w.len(),
         (97 * 64 + 64 + 64 * 64 + 64 + 64 * 16 + 16) + (97 * 64 + 64 + 64 * 64 + 64 + 64 + 1)
     );
     let mut b = Trainer::new(env(), tiny(2)).unwrap();
-    assert_ne!(b.get_weights(), w);
-    b.set_weights(&w).unwrap();
-    assert_eq!(b.get_weights(), w);
+    assert_ne!(b.learner.get_weights(), w);
+    b.learner.set_weights(&w).unwrap();
+    assert_eq!(b.learner.get_weights(), w);
     let obs = vec![0.2f32; 3 * 97];
     let mask = vec![1i8; 3 * 16];
-    assert_eq!(a.act(&obs, &mask, false, 9), b.act(&obs, &mask, false, 9));
+    assert_eq!(
+        a.learner.act(&obs, &mask, false, 9).unwrap(),
+        b.learner.act(&obs, &mask, false, 9).unwrap()
+    );
     // b still trains after its weights were replaced.
     b.train(8 * 16, |_| true).unwrap();
 
     assert!(b
+        .learner
         .set_weights(&w[1..])
         .unwrap_err()
         .to_string()
@@ -180,6 +198,7 @@ fn weights_round_trip_and_reject_bad_input() {
     let mut nan = w.clone();
     nan[5] = f32::NAN;
     assert!(b
+        .learner
         .set_weights(&nan)
         .unwrap_err()
         .to_string()
@@ -188,16 +207,16 @@ fn weights_round_trip_and_reject_bad_input() {
     let dir = std::env::temp_dir().join(format!("meshrl-ppo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("policy.weights");
-    a.save(&path).unwrap();
+    a.learner.save(&path).unwrap();
     let mut c = Trainer::new(env(), tiny(3)).unwrap();
-    c.load(&path).unwrap();
-    assert_eq!(c.get_weights(), w);
+    c.learner.load(&path).unwrap();
+    assert_eq!(c.learner.get_weights(), w);
     // A policy loaded for inference acts exactly as the trainer that saved it.
     let policy = meshrl_ppo::Policy::load(&dir).unwrap();
     assert_eq!((policy.obs_dim(), policy.max_neighbors()), (97, 16));
     assert_eq!(
-        policy.act(&obs, &mask, false, 9),
-        a.act(&obs, &mask, false, 9)
+        policy.act(&obs, &mask, false, 9).unwrap(),
+        a.learner.act(&obs, &mask, false, 9).unwrap()
     );
     assert!(meshrl_ppo::Policy::load(dir.join("missing.weights")).is_err());
     assert_eq!(
@@ -211,7 +230,7 @@ fn weights_round_trip_and_reject_bad_input() {
         (
             "truncated",
             bytes[..bytes.len() - 7].to_vec(),
-            "header says",
+            "checksum",
         ),
         (
             "flipped",
@@ -228,7 +247,7 @@ fn weights_round_trip_and_reject_bad_input() {
     ] {
         let p = dir.join(name);
         std::fs::write(&p, data).unwrap();
-        let e = c.load(&p).unwrap_err().to_string();
+        let e = c.learner.load(&p).unwrap_err().to_string();
         assert!(e.contains(needle) && e.contains(name), "{name}: {e}");
     }
     let other = PpoConfig {
@@ -236,6 +255,106 @@ fn weights_round_trip_and_reject_bad_input() {
         ..tiny(0)
     };
     let mut d = Trainer::new(env(), other).unwrap();
-    assert!(d.load(&path).unwrap_err().to_string().contains("hidden"));
+    assert!(d.learner.load(&path).unwrap_err().to_string().contains("hidden"));
     std::fs::remove_dir_all(dir).ok();
+}
+
+fn routing_env() -> EnvConfig {
+    let mut cfg = env();
+    cfg.topology.max_neighbors = 8;
+    cfg.env.features = meshrl_env::FeatureSet::Routing;
+    cfg
+}
+
+fn slots(seed: u64) -> PpoConfig {
+    PpoConfig {
+        architecture: meshrl_ppo::Architecture::Slots,
+        ..tiny(seed)
+    }
+}
+
+/// Per-neighbour scoring: permuting the slots (features and mask together) permutes the
+/// logits the same way and leaves the value unchanged; the neighbour count does not matter.
+#[test]
+fn slot_policy_is_permutation_equivariant() {
+    let t = Trainer::new(routing_env(), slots(4)).unwrap();
+    let (k, f, g) = (8, 11, 3);
+    let d = k * f + g;
+    assert_eq!(t.learner.spec().obs_dim, d);
+    let obs: Vec<f32> = (0..d).map(|i| ((i * 37 % 101) as f32 / 101.0) - 0.3).collect();
+    let mask: Vec<i8> = (0..k).map(|s| (s != 2 && s != 5) as i8).collect();
+    let perm = [3usize, 0, 7, 1, 6, 2, 4, 5]; // new slot s holds old slot perm[s]
+    let mut pobs = vec![0f32; d];
+    let mut pmask = vec![0i8; k];
+    for s in 0..k {
+        pobs[s * f..(s + 1) * f].copy_from_slice(&obs[perm[s] * f..(perm[s] + 1) * f]);
+        pmask[s] = mask[perm[s]];
+    }
+    pobs[k * f..].copy_from_slice(&obs[k * f..]);
+    let policy = t.policy();
+    let (l, pl) = (policy.logits(&obs).unwrap(), policy.logits(&pobs).unwrap());
+    for s in 0..k {
+        assert!((pl[s] - l[perm[s]]).abs() < 1e-5, "slot {s}: {} vs {}", pl[s], l[perm[s]]);
+    }
+    let (v, pv) = (
+        t.learner.values(&obs, Some(&mask)).unwrap()[0],
+        t.learner.values(&pobs, Some(&pmask)).unwrap()[0],
+    );
+    assert!((v - pv).abs() < 1e-5, "value {v} vs {pv}");
+    // The greedy choice follows the neighbour, not the slot.
+    let a = policy.act(&obs, &mask, true, 0).unwrap()[0] as usize;
+    let pa = policy.act(&pobs, &pmask, true, 0).unwrap()[0] as usize;
+    assert_eq!(perm[pa], a);
+}
+
+#[test]
+fn slot_policy_trains_saves_and_loads() {
+    let mut t = Trainer::new(routing_env(), slots(5)).unwrap();
+    let s = t.train(8 * 16 * 2, |_| true).unwrap();
+    assert!(s.policy_loss.is_finite() && s.value_loss.is_finite());
+    let dir = std::env::temp_dir().join(format!("meshrl-slots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    t.learner.save(dir.join("policy.weights")).unwrap();
+    let p = meshrl_ppo::Policy::load(&dir).unwrap();
+    assert_eq!(p.architecture(), meshrl_ppo::Architecture::Slots);
+    assert_eq!(p.spec().feature_set.as_deref(), Some("routing"));
+    let obs = vec![0.25f32; 2 * p.obs_dim()];
+    let mask = vec![1i8; 2 * 8];
+    assert_eq!(p.act(&obs, &mask, false, 1).unwrap(), t.learner.act(&obs, &mask, false, 1).unwrap());
+    // An MLP learner cannot load slot weights.
+    let mut mlp = Trainer::new(routing_env(), tiny(5)).unwrap();
+    let e = mlp.learner.load(dir.join("policy.weights")).unwrap_err();
+    assert!(matches!(e, meshrl_ppo::PpoError::Mismatch { .. }), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let t = Trainer::new(env(), tiny(0)).unwrap();
+    let (d, k) = (16 * 6 + 1, 16);
+    let mut obs = vec![0.1f32; 2 * d];
+    let mask = vec![1i8; 2 * k];
+    obs[d + 3] = f32::NAN;
+    let e = t.learner.act(&obs, &mask, true, 0).unwrap_err().to_string();
+    assert!(e.contains("obs") && e.contains("row 1") && e.contains("NaN"), "{e}");
+    let obs = vec![0.1f32; 2 * d];
+    let mut none = mask.clone();
+    none[k..].fill(0);
+    let e = t.learner.act(&obs, &none, false, 0).unwrap_err().to_string();
+    assert!(e.contains("mask") && e.contains("row 1") && e.contains("no valid action"), "{e}");
+    let mut two = mask.clone();
+    two[3] = 2;
+    assert!(t.learner.act(&obs, &two, false, 0).unwrap_err().to_string().contains("0 or 1"));
+    assert!(t.learner.act(&obs[1..], &mask, false, 0).is_err());
+    // Sizes that cannot fit are refused before anything is allocated.
+    let huge = PpoConfig {
+        hidden: vec![1_000_000, 1_000_000],
+        ..tiny(0)
+    };
+    let e = Trainer::new(env(), huge).err().unwrap().to_string();
+    assert!(e.contains("ppo.hidden") && e.contains("parameters"), "{e}");
+    let e = meshrl_ppo::Learner::for_spaces(4, 2, slots(0)).err().unwrap().to_string();
+    assert!(e.contains("ppo.architecture"), "{e}");
+    let e = Trainer::new(env(), PpoConfig { num_steps: usize::MAX, ..tiny(0) }).err().unwrap().to_string();
+    assert!(e.contains("ppo.num_steps"), "{e}");
 }

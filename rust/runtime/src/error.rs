@@ -12,7 +12,8 @@ pub enum Error {
     Metadata { key: &'static str, reason: String },
     /// A tensor is missing or has the wrong dtype, shape or values.
     Tensor { name: String, reason: String },
-    /// The weights do not match the checksum in the metadata (the file is corrupt).
+    /// The actor's weights (and, from format version 2, the metadata) do not match the
+    /// checksum in the metadata: the file is corrupt or was edited.
     Checksum { expected: u64, actual: u64 },
     /// A call's argument is wrong (observation length, mask, buffer).
     Input { what: &'static str, reason: String },
@@ -30,8 +31,9 @@ impl fmt::Display for Error {
             }
             Error::Checksum { expected, actual } => write!(
                 f,
-                "bad policy file: checksum mismatch (metadata fnv1a64:{expected:016x}, weights \
-                 fnv1a64:{actual:016x}): the file is corrupt"
+                "bad policy file: checksum mismatch (metadata `checksum` fnv1a64:{expected:016x}, \
+                 the file's weights and metadata fnv1a64:{actual:016x}): the file is corrupt or \
+                 was edited"
             ),
             Error::Input { what, reason } => write!(f, "bad `{what}`: {reason}"),
         }

@@ -253,6 +253,9 @@ fn non_negative(v: f64, field: &str) -> Result<(), TwinError> {
     )
 }
 
+/// Most candidate links a generated topology may have (each costs ~100 bytes with its state).
+pub const MAX_LINKS: usize = 20_000_000;
+
 impl TwinConfig {
     /// Checks every field; the error names the first one out of range.
     pub fn validate(&self) -> Result<(), TwinError> {
@@ -282,6 +285,25 @@ impl TwinConfig {
             "topology.max_neighbors",
             &format!("must be in 1..=64, got {}", t.max_neighbors),
         )?;
+        if t.kind != TopologyKind::File {
+            // Candidate links grow with n² × density: bound them by the memory they need.
+            let n = t.num_nodes as f64;
+            let per_node = match t.kind {
+                TopologyKind::Grid => std::f64::consts::PI * t.radio_range_m.powi(2) / t.grid_spacing_m.powi(2),
+                _ => (n - 1.0) * (std::f64::consts::PI * t.radio_range_m.powi(2) / t.area_m.powi(2)).min(1.0),
+            };
+            let links = n * per_node.min(n - 1.0) / 2.0;
+            check(
+                links <= MAX_LINKS as f64,
+                "topology.num_nodes",
+                &format!(
+                    "{} nodes with radio_range_m {} in this area make ~{:.0} candidate links; at most \
+                     {MAX_LINKS} fit in memory (use fewer nodes, a larger area_m or grid_spacing_m, \
+                     or a shorter radio_range_m)",
+                    t.num_nodes, t.radio_range_m, links
+                ),
+            )?;
+        }
         for ty in &t.link_types {
             check(
                 matches!(ty.as_str(), "wifi" | "vpn" | "other"),

@@ -10,6 +10,7 @@ mod config;
 mod error;
 pub mod radio;
 pub mod topology;
+mod topology_file;
 mod twin;
 
 pub use config::{
@@ -17,5 +18,5 @@ pub use config::{
     TwinConfig,
 };
 pub use error::TwinError;
-pub use topology::{splitmix64, Layout, LinkSpec};
+pub use topology::{splitmix64, Layout, LinkSpec, LoadReport};
 pub use twin::{Hop, LinkMetrics, LossCause, Twin, NO_NEIGHBOR, UNREACHABLE};

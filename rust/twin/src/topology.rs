@@ -1,14 +1,17 @@
 //! Node positions and candidate links: generated (random geometric, grid) or loaded from a
-//! meshnet-lab JSON file (the Freifunk snapshots).
+//! meshnet-lab JSON file (the Freifunk snapshots; the loader lives in `topology_file.rs`).
 
 use std::collections::HashMap;
 
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde::Deserialize;
 
 use crate::radio;
 use crate::{RadioConfig, TopologyConfig, TopologyKind, TwinError};
+
+pub use crate::topology_file::{
+    load_meshnet_lab, parse_meshnet_lab, LoadReport, SkipReason, SkippedLink,
+};
 
 /// A link two nodes could use, with its static radio properties.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,6 +32,8 @@ pub struct Layout {
     pub links: Vec<LinkSpec>,
     /// Human-readable node names (from a file), empty for generated layouts.
     pub names: Vec<String>,
+    /// What loading the file added, guessed or skipped; empty for generated layouts.
+    pub report: LoadReport,
 }
 
 impl Layout {
@@ -173,7 +178,7 @@ fn random_geometric(
         let layout = Layout {
             positions,
             links,
-            names: Vec::new(),
+            ..Layout::default()
         };
         if !topo.connected || layout.is_connected() {
             return Ok(layout);
@@ -200,216 +205,8 @@ fn grid(topo: &TopologyConfig, radio: &RadioConfig, seed: u64) -> Layout {
     Layout {
         positions,
         links,
-        names: Vec::new(),
+        ..Layout::default()
     }
-}
-
-#[derive(Deserialize)]
-struct FileTopology {
-    nodes: Vec<FileNode>,
-    links: Vec<FileLink>,
-}
-
-#[derive(Deserialize)]
-struct FileNode {
-    id: i64,
-    #[serde(default)]
-    name: Option<String>,
-    /// Latitude, degrees.
-    #[serde(default)]
-    x: Option<f64>,
-    /// Longitude, degrees.
-    #[serde(default)]
-    y: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct FileLink {
-    source: i64,
-    target: i64,
-    #[serde(default)]
-    source_tq: Option<f64>,
-    #[serde(default)]
-    target_tq: Option<f64>,
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-}
-
-/// Loads a meshnet-lab JSON topology: `{"nodes": [{"id", "name", "x": lat, "y": lon}],
-/// "links": [{"source", "target", "source_tq", "target_tq", "type"}]}`.
-///
-/// Positions are projected to metres around their centroid; a node without one sits at the
-/// mean of its positioned neighbours. A link's RSSI is the one whose frame loss equals
-/// `1 - mean(tq)`, so the measured quality drives every derived metric.
-pub fn load_meshnet_lab(
-    path: &str,
-    topo: &TopologyConfig,
-    radio: &RadioConfig,
-) -> Result<Layout, TwinError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TwinError::Io {
-        path: path.to_string(),
-        source,
-    })?;
-    parse_meshnet_lab(&text, path, topo, radio)
-}
-
-/// Parses the text of a meshnet-lab JSON topology; `path` only names it in errors.
-pub fn parse_meshnet_lab(
-    text: &str,
-    path: &str,
-    topo: &TopologyConfig,
-    radio: &RadioConfig,
-) -> Result<Layout, TwinError> {
-    let bad = |reason: String| TwinError::BadTopology {
-        path: path.to_string(),
-        reason,
-    };
-    let file: FileTopology =
-        serde_json::from_str(text).map_err(|e| bad(format!("not meshnet-lab JSON: {e}")))?;
-    if file.nodes.len() < 2 {
-        return Err(bad(format!(
-            "needs at least 2 nodes, has {}",
-            file.nodes.len()
-        )));
-    }
-    let mut index: HashMap<i64, u32> = HashMap::with_capacity(file.nodes.len());
-    for (i, node) in file.nodes.iter().enumerate() {
-        if index.insert(node.id, i as u32).is_some() {
-            return Err(bad(format!("node id {} appears twice", node.id)));
-        }
-    }
-    let geo: Vec<Option<(f64, f64)>> = file
-        .nodes
-        .iter()
-        .map(|n| match (n.x, n.y) {
-            (Some(lat), Some(lon)) if lat.is_finite() && lon.is_finite() => Some((lat, lon)),
-            _ => None,
-        })
-        .collect();
-    let placed: Vec<(f64, f64)> = geo.iter().flatten().copied().collect();
-    let (lat0, lon0) = if placed.is_empty() {
-        (0.0, 0.0)
-    } else {
-        let k = placed.len() as f64;
-        (
-            placed.iter().map(|p| p.0).sum::<f64>() / k,
-            placed.iter().map(|p| p.1).sum::<f64>() / k,
-        )
-    };
-    let metres_per_deg_lat = 110_540.0;
-    let metres_per_deg_lon = 111_320.0 * lat0.to_radians().cos();
-    let mut positions: Vec<Option<[f64; 2]>> = geo
-        .iter()
-        .map(|g| {
-            g.map(|(lat, lon)| {
-                [
-                    (lon - lon0) * metres_per_deg_lon,
-                    (lat - lat0) * metres_per_deg_lat,
-                ]
-            })
-        })
-        .collect();
-
-    let mut links = Vec::with_capacity(file.links.len());
-    let mut seen = std::collections::HashSet::new();
-    for (i, l) in file.links.iter().enumerate() {
-        let kind = l.kind.as_deref().unwrap_or("other");
-        if !topo.link_types.iter().any(|t| t == kind) {
-            continue;
-        }
-        let a = *index
-            .get(&l.source)
-            .ok_or_else(|| bad(format!("link {i} names unknown source node {}", l.source)))?;
-        let b = *index
-            .get(&l.target)
-            .ok_or_else(|| bad(format!("link {i} names unknown target node {}", l.target)))?;
-        if a == b {
-            return Err(bad(format!("link {i} joins node {} to itself", l.source)));
-        }
-        let mut tq = Vec::with_capacity(2);
-        for q in [l.source_tq, l.target_tq].into_iter().flatten() {
-            if !(0.0..=1.0).contains(&q) {
-                return Err(bad(format!("link {i} has tq {q} outside [0, 1]")));
-            }
-            tq.push(q);
-        }
-        let quality = if tq.is_empty() {
-            1.0
-        } else {
-            tq.iter().sum::<f64>() / tq.len() as f64
-        };
-        let (a, b) = (a.min(b), a.max(b));
-        if !seen.insert((a, b)) {
-            continue; // the same link listed from both ends
-        }
-        let wireless = kind == "wifi";
-        links.push((a, b, quality, wireless));
-    }
-    if links.is_empty() {
-        return Err(bad(format!("no links of types {:?}", topo.link_types)));
-    }
-
-    // Nodes without a position: mean of positioned neighbours, else the centroid.
-    for (i, pos) in positions.clone().iter().enumerate() {
-        if pos.is_some() {
-            continue;
-        }
-        let nbrs: Vec<[f64; 2]> = links
-            .iter()
-            .filter_map(|&(a, b, _, _)| {
-                let other = if a as usize == i {
-                    b
-                } else if b as usize == i {
-                    a
-                } else {
-                    return None;
-                };
-                positions[other as usize]
-            })
-            .collect();
-        positions[i] = Some(if nbrs.is_empty() {
-            [0.0, 0.0]
-        } else {
-            let k = nbrs.len() as f64;
-            [
-                nbrs.iter().map(|p| p[0]).sum::<f64>() / k,
-                nbrs.iter().map(|p| p[1]).sum::<f64>() / k,
-            ]
-        });
-    }
-    let had_position: Vec<bool> = geo.iter().map(Option::is_some).collect();
-    let positions: Vec<[f64; 2]> = positions
-        .into_iter()
-        .map(|p| p.unwrap_or([0.0, 0.0]))
-        .collect();
-    let links = links
-        .into_iter()
-        .map(|(a, b, quality, wireless)| {
-            let (pa, pb) = (positions[a as usize], positions[b as usize]);
-            let measured = had_position[a as usize] && had_position[b as usize] && wireless;
-            let distance_m = if measured {
-                ((pa[0] - pb[0]).powi(2) + (pa[1] - pb[1]).powi(2)).sqrt()
-            } else {
-                topo.default_link_distance_m
-            };
-            LinkSpec {
-                a,
-                b,
-                distance_m,
-                rssi_dbm: radio::rssi_for_loss(radio, 1.0 - quality),
-            }
-        })
-        .collect();
-    let names = file
-        .nodes
-        .iter()
-        .map(|n| n.name.clone().unwrap_or_else(|| n.id.to_string()))
-        .collect();
-    Ok(Layout {
-        positions,
-        links,
-        names,
-    })
 }
 
 #[cfg(test)]
@@ -476,47 +273,5 @@ mod tests {
         };
         let e = build_layout(&topo, &RadioConfig::default(), 0).unwrap_err();
         assert!(e.to_string().contains("radio_range_m"), "{e}");
-    }
-
-    #[test]
-    fn parses_meshnet_lab_and_rejects_bad_files() {
-        let topo = TopologyConfig::default();
-        let r = RadioConfig::default();
-        let ok = r#"{"nodes":[{"id":5,"x":52.0,"y":8.0},{"id":9,"x":52.001,"y":8.0},{"id":2}],
-                    "links":[{"source":5,"target":9,"source_tq":0.9,"target_tq":0.7,"type":"wifi"},
-                             {"source":9,"target":2,"source_tq":1.0,"target_tq":1.0,"type":"vpn"}]}"#;
-        let l = parse_meshnet_lab(ok, "t.json", &topo, &r).unwrap();
-        assert_eq!(l.num_nodes(), 3);
-        assert_eq!(l.links.len(), 2);
-        // ~111 m apart (0.001 degree of latitude)
-        assert!(
-            (l.links[0].distance_m - 110.54).abs() < 0.5,
-            "{}",
-            l.links[0].distance_m
-        );
-        assert!((radio::frame_loss(&r, l.links[0].rssi_dbm) - 0.2).abs() < 1e-6);
-        assert_eq!(l.links[1].distance_m, topo.default_link_distance_m);
-
-        for (text, needle) in [
-            ("not json", "not meshnet-lab JSON"),
-            (
-                r#"{"nodes":[{"id":1},{"id":1}],"links":[]}"#,
-                "appears twice",
-            ),
-            (
-                r#"{"nodes":[{"id":1},{"id":2}],"links":[{"source":1,"target":3}]}"#,
-                "unknown target",
-            ),
-            (
-                r#"{"nodes":[{"id":1},{"id":2}],"links":[{"source":1,"target":2,"source_tq":2}]}"#,
-                "outside [0, 1]",
-            ),
-            (r#"{"nodes":[{"id":1},{"id":2}],"links":[]}"#, "no links"),
-        ] {
-            let e = parse_meshnet_lab(text, "bad.json", &topo, &r)
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(needle) && e.contains("bad.json"), "{e}");
-        }
     }
 }

@@ -127,7 +127,9 @@ pub struct Twin {
     reverse: Vec<u32>,
     /// Bumped whenever the tables change; hop distances older than it are recomputed.
     version: u64,
-    dist: Vec<u16>,
+    /// Hop distances to each destination, allocated on first use (a mesh of n nodes holds
+    /// rows only for the destinations its packets head for, not n²).
+    dist: Vec<Vec<u16>>,
     dist_version: Vec<u64>,
     bfs_queue: Vec<u32>,
     topology_dirty: bool,
@@ -207,7 +209,7 @@ impl Twin {
             reverse_start: vec![0; n + 1],
             reverse: Vec::new(),
             version: 0,
-            dist: vec![UNREACHABLE; n * n],
+            dist: vec![Vec::new(); n],
             dist_version: vec![u64::MAX; n],
             bfs_queue: Vec::with_capacity(n),
             topology_dirty: true,
@@ -323,8 +325,9 @@ impl Twin {
         if self.dist_version[dest] == self.version {
             return;
         }
-        let dist = &mut self.dist[dest * n..(dest + 1) * n];
-        dist.fill(UNREACHABLE);
+        let dist = &mut self.dist[dest];
+        dist.clear();
+        dist.resize(n, UNREACHABLE);
         if self.active[dest] {
             dist[dest] = 0;
             self.bfs_queue.clear();
@@ -352,8 +355,7 @@ impl Twin {
     /// Hop distances to `dest` as last computed by [`Twin::refresh_hop_distances`].
     pub fn cached_hop_distances(&self, dest: usize) -> &[u16] {
         debug_assert_eq!(self.dist_version[dest], self.version, "stale hop distances");
-        let n = self.num_nodes();
-        &self.dist[dest * n..(dest + 1) * n]
+        &self.dist[dest]
     }
 
     /// Number of nodes that are part of the mesh now.

@@ -1,3 +1,4 @@
+use meshrl_twin::topology::{load_meshnet_lab, SkipReason};
 use meshrl_twin::{
     radio, Layout, LinkSpec, LossCause, RadioConfig, TopologyConfig, TopologyKind, Twin,
     TwinConfig, NO_NEIGHBOR, UNREACHABLE,
@@ -157,7 +158,7 @@ fn neighbour_tables_are_capped_to_the_strongest() {
         Layout {
             positions,
             links,
-            names: vec![],
+            ..Layout::default()
         },
         0,
     );
@@ -307,6 +308,25 @@ fn freifunk_topologies_load_with_their_measured_quality() {
             "{name}: {reachable} reach node 0"
         );
     }
+    // The Freifunk files are used as written: every node listed, every link kept.
+    for (name, nodes, links) in [
+        ("freifunk-ulm", 217, 447),
+        ("freifunk-bielefeld", 246, 483),
+        ("freifunk-leipzig", 210, 413),
+        ("freifunk-cologne-bonn-area", 279, 775),
+    ] {
+        let path = dir.join(format!("{name}.json"));
+        let l = load_meshnet_lab(
+            path.to_str().unwrap(),
+            &TopologyConfig::default(),
+            &RadioConfig::default(),
+        )
+        .unwrap();
+        assert_eq!((l.num_nodes(), l.links.len()), (nodes, links), "{name}");
+        assert!(l.report.added_nodes.is_empty(), "{name}");
+        assert!(l.report.skipped_links.is_empty(), "{name}");
+        assert!(l.report.unpositioned.len() < nodes / 4, "{name}");
+    }
     // Only wifi links: the mesh falls apart into islands, which is the real picture.
     let mut c = TwinConfig::default();
     c.topology.kind = TopologyKind::File;
@@ -322,6 +342,139 @@ fn missing_file_is_a_clear_error() {
     c.topology.path = Some("/nonexistent/x.json".into());
     let e = Twin::new(&c, 0).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/x.json"), "{e}");
+}
+
+/// Writes `text` to a file of its own in the temp dir and returns its path.
+fn temp_topology(tag: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("meshrl-twin-{}-{tag}.json", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// A community map as exports write them: string and integer ids mixed, a VPN interconnect
+/// (`ic-0`) that only links name, a positionless gateway, and broken link entries.
+const COMMUNITY_MAP: &str = r#"{
+  "nodes": [
+    {"id": "a1", "name": "alpha", "x": 52.0, "y": 8.0},
+    {"id": "77", "x": 52.001, "y": 8.0},
+    {"id": 78, "x": 52.0, "y": 8.0015},
+    {"id": "gw"}
+  ],
+  "links": [
+    {"source": "a1", "target": "77", "source_tq": 0.9, "target_tq": 0.9, "type": "wifi"},
+    {"source": 77, "target": "78", "source_tq": 0.8, "target_tq": 0.8, "type": "wifi"},
+    {"source": "78", "target": "ic-0", "type": "vpn"},
+    {"source": "ic-0", "target": "gw", "source_tq": 1.0, "target_tq": 1.0, "type": "vpn"},
+    {"source": "77", "target": "a1", "source_tq": 0.5, "target_tq": 0.5, "type": "wifi"},
+    {"source": "gw", "target": "gw", "type": "vpn"},
+    {"source": "a1", "type": "wifi"},
+    {"source": "a1", "target": 1.5, "type": "wifi"},
+    "garbage",
+    {"source": "a1", "target": "ic-9", "type": "other"}
+  ]
+}"#;
+
+#[test]
+fn community_maps_with_string_ids_and_unlisted_nodes_load_with_a_report() {
+    let path = temp_topology("community", COMMUNITY_MAP);
+    let (topo, r) = (TopologyConfig::default(), RadioConfig::default());
+    let l = load_meshnet_lab(&path, &topo, &r).unwrap();
+    assert_eq!(l.names, ["alpha", "77", "78", "gw", "ic-0", "ic-9"]);
+    assert_eq!(l.report.added_nodes, ["ic-0", "ic-9"]);
+    assert_eq!(l.report.unpositioned, ["gw", "ic-0", "ic-9"]);
+    let pairs: Vec<(u32, u32)> = l.links.iter().map(|k| (k.a, k.b)).collect();
+    assert_eq!(pairs, [(0, 1), (1, 2), (2, 4), (3, 4), (0, 5)]);
+    // The first listing of a link wins: tq 0.9, not the duplicate's 0.5.
+    assert!((radio::frame_loss(&r, l.links[0].rssi_dbm) - 0.1).abs() < 1e-6);
+    assert!((l.links[0].distance_m - 110.54).abs() < 0.5);
+    // Links touching a positionless node get the configured length.
+    assert_eq!(l.links[2].distance_m, topo.default_link_distance_m);
+    // Placed in index order: gw has no placed neighbour yet (centroid, the origin), ic-0
+    // then sits between 78 and gw, ic-9 on a1.
+    assert_eq!(l.positions[3], [0.0, 0.0]);
+    let (p78, pic) = (l.positions[2], l.positions[4]);
+    assert!((pic[0] - p78[0] / 2.0).abs() < 1e-9 && (pic[1] - p78[1] / 2.0).abs() < 1e-9);
+    assert_eq!(l.positions[5], l.positions[0]);
+
+    let skipped: Vec<(usize, &SkipReason)> = l
+        .report
+        .skipped_links
+        .iter()
+        .map(|s| (s.index, &s.reason))
+        .collect();
+    assert_eq!(skipped.len(), 5, "{skipped:?}");
+    assert!(matches!(skipped[0], (4, SkipReason::Duplicate { a, b }) if a == "a1" && b == "77"));
+    assert!(matches!(skipped[1], (5, SkipReason::SelfLoop { node }) if node == "gw"));
+    for (k, index) in [(2, 6), (3, 7), (4, 8)] {
+        assert!(
+            matches!(skipped[k], (i, SkipReason::Malformed(_)) if i == index),
+            "{skipped:?}"
+        );
+    }
+    let warnings = l.report.warnings().join("\n");
+    for needle in [
+        "ic-0",
+        "link 4",
+        "itself",
+        "malformed: missing field `target`",
+    ] {
+        assert!(warnings.contains(needle), "{needle} not in {warnings}");
+    }
+
+    // A node named only by a link of an excluded type is not added.
+    let wifi_vpn = TopologyConfig {
+        link_types: vec!["wifi".into(), "vpn".into()],
+        ..TopologyConfig::default()
+    };
+    let l = load_meshnet_lab(&path, &wifi_vpn, &r).unwrap();
+    assert_eq!(l.report.added_nodes, ["ic-0"]);
+    assert_eq!(l.num_nodes(), 5);
+
+    // And a twin runs on it.
+    let mut c = TwinConfig::default();
+    c.topology.kind = TopologyKind::File;
+    c.topology.path = Some(path.clone());
+    let mut t = Twin::new(&c, 0).unwrap();
+    check_tables(&t);
+    check_hops(&mut t, 4);
+    assert_eq!(t.hop_distances(4)[0], 3, "a1 - 77 - 78 - ic-0");
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn unusable_topology_files_are_clear_errors() {
+    let r = RadioConfig::default();
+    for (tag, text, needle) in [
+        (
+            "nodes-object",
+            r#"{"nodes": {}, "links": []}"#,
+            "not meshnet-lab JSON",
+        ),
+        (
+            "float-id",
+            r#"{"nodes": [{"id": 1.5}, {"id": 2}], "links": []}"#,
+            "node 0 is malformed",
+        ),
+        (
+            "raw-tq",
+            r#"{"nodes": [{"id": "a"}, {"id": "b"}],
+                "links": [{"source": "a", "target": "b", "source_tq": 255, "type": "wifi"}]}"#,
+            "tq 255 outside [0, 1]",
+        ),
+        (
+            "all-broken",
+            r#"{"nodes": [{"id": "a"}, {"id": "b"}],
+                "links": [{"source": "a"}, {"source": "b", "target": "b"}]}"#,
+            "2 link entries skipped, first: link 0 skipped, malformed",
+        ),
+    ] {
+        let path = temp_topology(tag, text);
+        let e = load_meshnet_lab(&path, &TopologyConfig::default(), &r)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle) && e.contains(&path), "{tag}: {e}");
+        std::fs::remove_file(path).ok();
+    }
 }
 
 #[test]
@@ -352,4 +505,21 @@ proptest! {
         check_hops(&mut t, seed as usize % n);
         let _ = RadioConfig::default();
     }
+}
+
+/// Sizes whose links would not fit in memory are refused up front, naming the field; large
+/// sparse meshes are fine (memory grows with the links, not with n²).
+#[test]
+fn huge_meshes_are_bounded_by_their_links() {
+    let mut cfg = meshrl_twin::TwinConfig::default();
+    cfg.topology.num_nodes = 100_000;
+    let e = meshrl_twin::Twin::new(&cfg, 0).unwrap_err().to_string();
+    assert!(e.contains("topology.num_nodes") && e.contains("candidate links"), "{e}");
+    cfg.topology.num_nodes = 20_000;
+    cfg.topology.area_m = 8_000.0; // ~9.5 links per node
+    cfg.topology.connected = false;
+    let mut twin = meshrl_twin::Twin::new(&cfg, 0).unwrap();
+    assert_eq!(twin.num_nodes(), 20_000);
+    let d = twin.hop_distances(7).to_vec();
+    assert_eq!(d[7], 0);
 }

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use meshrl_env::twin::{Twin, NO_NEIGHBOR};
+use meshrl_twin::{Twin, NO_NEIGHBOR};
 
 #[derive(PartialEq)]
 struct Entry(f64, u32);

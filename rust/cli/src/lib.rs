@@ -1,0 +1,142 @@
+//! `meshrl`, the command line, as a library: the `meshrl` binary and the Python extension
+//! (`meshrl` after `pip install`) both call [`run`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod eval;
+mod plot;
+mod tb;
+mod train;
+
+#[derive(Parser)]
+#[command(
+    name = "meshrl",
+    version,
+    about = "Train and evaluate packet-routing agents for wireless mesh networks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Route the same packets with each policy on each scenario and compare them.
+    Eval(EvalArgs),
+    /// Train a PPO routing policy and compare it with ETX, the latency router and the best
+    /// baseline on its scenarios.
+    Train(TrainArgs),
+    /// Export a trained policy for mesh nodes (safetensors + model card), for
+    /// `meshrl-runtime` or `meshrl.runtime`.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// A run folder from `meshrl train --out` (or its `policy.weights`).
+    pub run: PathBuf,
+    /// Output file.
+    #[arg(short = 'o', long = "output", default_value = "policy.safetensors")]
+    pub output: PathBuf,
+    /// Also export the critic (nodes do not need it).
+    #[arg(long)]
+    pub critic: bool,
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Training config (`configs/train/*.toml`): the environment, total steps, PPO settings.
+    pub config: PathBuf,
+    /// Folder for `metrics.csv` (one row per update, CleanRL's metric names), TensorBoard events
+    /// (`tb/`), `config.json`, checkpoints and the trained `policy.weights`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override `total_steps`.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Override the PPO seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Packets per scenario for the final comparison with the baselines.
+    #[arg(long, default_value_t = 2048)]
+    pub eval_episodes: usize,
+    /// Overwrite the run in OUT if there is one (its metrics, events, weights and checkpoint).
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// Backend: auto (a GPU through wgpu if this build has it and the machine has one, else
+    /// the CPU), cpu (flex) or wgpu (needs a build with `--features wgpu`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Checkpoint to OUT/checkpoint.ckpt every N updates (overrides `checkpoint_every`).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Continue the run in OUT from its last checkpoint (same config); the result is the one
+    /// an uninterrupted run gives.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A policy: `baseline:NAME` (random, shortest_path, etx, etx_trust, latency, greedy_rssi,
+    /// greedy_hops, backpressure, q_routing, oracle), `baseline:all`, or a trained policy (a
+    /// run folder from `meshrl train --out`, or its `policy.weights`). Repeat to compare; the
+    /// first is the reference of the paired comparisons.
+    #[arg(long = "policy", required = true)]
+    pub policies: Vec<String>,
+    /// Scenario TOML (an environment config). Repeat for several.
+    #[arg(long = "scenario", required = true)]
+    pub scenarios: Vec<PathBuf>,
+    /// Packets per policy and scenario.
+    #[arg(long, default_value_t = 2000)]
+    pub episodes: usize,
+    /// Seed of the packets and the mesh evolution (the same for every policy).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Environments stepped in parallel (packets in flight).
+    #[arg(long, default_value_t = 256)]
+    pub num_envs: usize,
+    /// Write one CSV row per (scenario, policy) here.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write a PNG plot (delivery and latency per policy and scenario) here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also evaluate trained policies greedily (argmax), as nodes forward.
+    #[arg(long)]
+    pub greedy: bool,
+}
+
+/// Parses `args` (the program name first) and runs the command; returns the process exit
+/// code: 0 on success, 2 on an error (printed to stderr), clap's codes for bad usage.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let result = match &cli.command {
+        Command::Eval(args) => eval::run_eval(args),
+        Command::Train(args) => train::run_train(args),
+        Command::Export(args) => eval::run_export(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
