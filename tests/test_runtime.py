@@ -540,7 +540,12 @@ def test_numpy_runtime_matches_the_trained_policy_on_10k_observations(trained):
     assert np.max(np.abs(got - want)) <= 1e-5
     assert np.max(want.max(axis=1) - want.min(axis=1)) > 0.1, "logits barely vary: was the policy trained?"
     actions = policy.act(obs, mask)
-    np.testing.assert_array_equal(actions, trainer.get_action(obs, mask, deterministic=True))
+    burn = trainer.get_action(obs, mask, deterministic=True)
+    # Only a tie may go either way: two slots whose logits are equal to rounding (the `slots`
+    # actor scores identical neighbours identically).
+    rows = np.flatnonzero(actions != burn)
+    assert len(rows) <= len(obs) // 1000, f"{len(rows)} next hops differ"
+    np.testing.assert_allclose(want[rows, actions[rows]], want[rows, burn[rows]], atol=1e-5)
     assert len(np.unique(actions)) >= 3, "a trained policy uses more than a couple of slots"
     assert policy.act(obs[5], mask[5]) == actions[5]
     probs = policy.probs(obs, mask)

@@ -106,21 +106,25 @@ _UNKNOWN = object()
 _LOCATION = re.compile(r"\s*at line (\d+) column (\d+)")
 
 
-def _dumps_with_spans(cfg: Mapping[str, Any]) -> tuple[str, list[tuple[int, str]]]:
-    """``cfg`` as compact JSON, with the offset at which each field's value starts."""
+def _dumps_with_spans(cfg: Mapping[str, Any]) -> tuple[str, list[tuple[int, int, str]]]:
+    """``cfg`` as compact JSON, with the span ``[start, end)`` of each entry (key and value)
+    and its name (``section`` or ``section.field``)."""
     text, spans = "{", []
     for i, (key, value) in enumerate(cfg.items()):
-        text += ("," if i else "") + json.dumps(key) + ":"
+        text += "," if i else ""
+        start = len(text)
+        text += json.dumps(key) + ":"
         if isinstance(value, Mapping):
             text += "{"
             for j, (name, v) in enumerate(value.items()):
-                text += ("," if j else "") + json.dumps(name) + ":"
-                spans.append((len(text), f"{key}.{name}"))
-                text += json.dumps(v, default=repr)
+                text += "," if j else ""
+                field = len(text)
+                text += json.dumps(name) + ":" + json.dumps(v, default=repr)
+                spans.append((field, len(text), f"{key}.{name}"))
             text += "}"
         else:
-            spans.append((len(text), key))
             text += json.dumps(value, default=repr)
+        spans.append((start, len(text), key))
     return text + "}", spans
 
 
@@ -134,12 +138,14 @@ def _validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
         found = _LOCATION.search(str(e))
         if not found or found.group(1) != "1":
             raise
-        column = int(found.group(2))  # 1-based; serde reports it at or just after the value
-        fields = [name for start, name in spans if start < column]
-        if not fields:
+        # serde's column is 1-based, at or just after the offending key or value; the
+        # innermost entry around it is the field.
+        column = int(found.group(2))
+        around = [(start, name) for start, end, name in spans if start < column <= end + 1]
+        if not around:
             raise
         reason = _LOCATION.sub("", str(e)).split(": ", 1)[-1]
-        raise ValueError(f"invalid config field `{fields[-1]}`: {reason}") from None
+        raise ValueError(f"invalid config field `{max(around)[1]}`: {reason}") from None
 
 
 def resolve_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:

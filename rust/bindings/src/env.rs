@@ -207,15 +207,23 @@ impl PyVecEnv {
         let positions: Vec<f64> = twin.positions().iter().flatten().copied().collect();
         d.set_item(
             "positions",
-            Array2::from_shape_vec((n, 2), positions).map_err(shape_err)?.into_pyarray(py),
+            Array2::from_shape_vec((n, 2), positions)
+                .map_err(shape_err)?
+                .into_pyarray(py),
         )?;
         d.set_item(
             "active",
-            (0..n).map(|u| twin.is_active(u)).collect::<Vec<_>>().into_pyarray(py),
+            (0..n)
+                .map(|u| twin.is_active(u))
+                .collect::<Vec<_>>()
+                .into_pyarray(py),
         )?;
         d.set_item(
             "trust",
-            (0..n).map(|u| twin.trust(u)).collect::<Vec<_>>().into_pyarray(py),
+            (0..n)
+                .map(|u| twin.trust(u))
+                .collect::<Vec<_>>()
+                .into_pyarray(py),
         )?;
         let neighbors: Vec<i64> = (0..n)
             .flat_map(|u| twin.neighbors(u).iter())
@@ -223,7 +231,9 @@ impl PyVecEnv {
             .collect();
         d.set_item(
             "neighbors",
-            Array2::from_shape_vec((n, k), neighbors).map_err(shape_err)?.into_pyarray(py),
+            Array2::from_shape_vec((n, k), neighbors)
+                .map_err(shape_err)?
+                .into_pyarray(py),
         )?;
         macro_rules! metric {
             ($name:literal, $field:ident) => {
@@ -233,7 +243,9 @@ impl PyVecEnv {
                     .collect();
                 d.set_item(
                     $name,
-                    Array2::from_shape_vec((n, k), values).map_err(shape_err)?.into_pyarray(py),
+                    Array2::from_shape_vec((n, k), values)
+                        .map_err(shape_err)?
+                        .into_pyarray(py),
                 )?;
             };
         }

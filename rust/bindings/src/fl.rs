@@ -92,7 +92,13 @@ const MAX_ATTACK_VALUES: u64 = 1 << 31;
 /// `bound` says where `hi` comes from, e.g. "the number of clients". Every `hi` passed here
 /// fits in `usize`, except `seed`'s, which is read as u64.
 fn count(value: &Bound<'_, PyAny>, name: &str, lo: u64, hi: u64, bound: &str) -> PyResult<u64> {
-    let kind = || value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    let kind = || {
+        value
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    };
     if value.is_instance_of::<PyBool>() {
         return Err(PyTypeError::new_err(format!(
             "{name} must be an int in {lo}..={hi}{bound}, not a bool ({value})"

@@ -27,6 +27,7 @@ fn runtime_matches_burn(arch: Architecture, features: FeatureSet) {
     let mut scratch = runtime.scratch();
     let mut worst = 0.0f32;
     let mut spread = 0.0f32;
+    let mut ties = 0usize;
     let mut probs = vec![0.0f32; k];
     for i in 0..n {
         let o = &obs[i * d..(i + 1) * d];
@@ -39,7 +40,16 @@ fn runtime_matches_burn(arch: Architecture, features: FeatureSet) {
         let (hi, lo) = want.iter().fold((f32::MIN, f32::MAX), |(hi, lo), &w| (hi.max(w), lo.min(w)));
         spread = spread.max(hi - lo);
         let a = runtime.act(o, &m, &mut scratch).unwrap();
-        assert_eq!(a as i64, burn_actions[i], "{name}, observation {i}: next hop differs");
+        let b = burn_actions[i] as usize;
+        if a != b {
+            // Only a tie may go either way: two slots whose logits are equal to rounding (the
+            // `slots` actor scores identical neighbours identically).
+            assert!(
+                (want[a] - want[b]).abs() <= 1e-5 && (got[a] - got[b]).abs() <= 1e-5,
+                "{name}, observation {i}: next hop {a}, burn's {b}; logits {got:?}, burn's {want:?}"
+            );
+            ties += 1;
+        }
         runtime.probs(o, &m, &mut scratch, &mut probs).unwrap();
         assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         for s in 0..k {
@@ -53,8 +63,12 @@ fn runtime_matches_burn(arch: Architecture, features: FeatureSet) {
     }
     let mut histogram = vec![0usize; k];
     burn_actions.iter().for_each(|&a| histogram[a as usize] += 1);
-    eprintln!("{name}: largest logit difference {worst:e}; next hops per slot {histogram:?}");
+    eprintln!(
+        "{name}: largest logit difference {worst:e}; {ties} ties broken otherwise; next hops per \
+         slot {histogram:?}"
+    );
     assert!(worst <= 1e-5, "{name}: largest logit difference {worst}");
+    assert!(ties <= n / 1000, "{name}: {ties} of {n} next hops differ (near-ties)");
     assert!(
         histogram.iter().filter(|&&c| c > 0).count() >= 3,
         "{name}: the policy always picks the same few slots: {histogram:?}"
