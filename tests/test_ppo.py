@@ -20,9 +20,13 @@ def test_train_with_callback_and_evaluate():
     assert {"charts/SPS", "losses/approx_kl", "losses/clipfrac", "routing/delivery_ratio"} <= set(last)
     assert np.isfinite(last["losses/policy_loss"])
     result = trainer.evaluate(episodes=64)
-    assert set(result) == {"ppo", "ppo_greedy", "shortest_path", "random"}
-    lo, hi = result["ppo"]["delivery_ci"]
-    assert lo <= result["ppo"]["delivery_ratio"] <= hi
+    policies = result["policies"]
+    assert {"ppo", "ppo (greedy)", "baseline:etx", "baseline:latency", "baseline:shortest_path"} <= set(policies)
+    assert result["best_baseline"] in policies
+    lo, hi = policies["ppo"]["delivery_ci"]
+    assert lo <= policies["ppo"]["delivery_ratio"] <= hi
+    assert all(p["episodes"] == 64 for p in policies.values())
+    assert [(p["a"], p["b"]) for p in result["paired"][:2]] == [("ppo", "baseline:etx"), ("ppo (greedy)", "baseline:etx")]
 
 
 def test_callback_false_stops_and_exceptions_propagate():
@@ -58,8 +62,10 @@ def test_training_config_and_weights_round_trip(tmp_path):
     third.load(path)
     np.testing.assert_array_equal(third.get_weights(), w)
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(ValueError, match="header says"):
+    with pytest.raises(meshrl.CorruptFileError, match="checksum"):
         third.load(path)
+    with pytest.raises(FileNotFoundError):
+        third.load(tmp_path / "missing.weights")
 
 
 def test_errors_are_clear():
@@ -78,3 +84,27 @@ def test_errors_are_clear():
         t.train()
     with pytest.raises(ValueError, match="n × 49"):
         t.get_action(np.zeros((2, 10), dtype=np.float32), np.ones((2, 8), dtype=np.int8))
+    obs = np.zeros((2, 49), dtype=np.float32)
+    obs[1, 3] = np.nan
+    with pytest.raises(ValueError, match="row 1"):
+        t.get_action(obs, np.ones((2, 8), dtype=np.int8))
+    with pytest.raises(ValueError, match="no valid action"):
+        t.get_action(np.zeros((2, 49), dtype=np.float32), np.zeros((2, 8), dtype=np.int8))
+    with pytest.raises(ValueError, match="0 or 1"):
+        t.get_action(np.zeros((1, 49), dtype=np.float32), np.full((1, 8), 2, dtype=np.int8))
+    with pytest.raises(ValueError, match="ppo.hidden"):
+        meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", dict(TINY, hidden=[10**6, 10**6]))
+
+
+def test_learner_and_trainer_share_one_learner():
+    t = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", TINY)
+    assert t.learner.spec["obs_dim"] == 49 and t.learner.spec["num_actions"] == 8
+    w = t.learner.get_weights()
+    t.train(512)
+    assert not np.array_equal(t.learner.get_weights(), w)  # the learner is the trainer's
+    logits = t.logits(np.zeros((3, 49), np.float32))
+    assert logits.shape == (3, 8)
+    # The slot architecture on the routing features.
+    s = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", dict(TINY, architecture="slots"), features="routing")
+    assert s.learner.spec["architecture"] == "slots" and s.learner.spec["obs_dim"] == 8 * 11 + 3
+    s.train(512)

@@ -1,5 +1,5 @@
 """PPO on environments nobody here wrote: any gymnasium VectorEnv through
-Trainer.for_vector_env. The canary: CartPole-v1 with CleanRL's hyper-parameters."""
+Learner.for_vector_env. The canary: CartPole-v1 with CleanRL's hyper-parameters."""
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +21,7 @@ def cartpole(n=4, mode=AutoresetMode.SAME_STEP):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cartpole_reaches_475_within_500k_steps(seed):
     envs = cartpole()
-    trainer = meshrl.ppo.Trainer.for_vector_env(envs, dict(CLEANRL, seed=seed))
+    trainer = meshrl.ppo.Learner.for_vector_env(envs, dict(CLEANRL, seed=seed))
     curve = []
 
     def callback(stats):
@@ -37,12 +37,12 @@ def test_cartpole_reaches_475_within_500k_steps(seed):
 def test_vector_env_path_errors_are_clear():
     with pytest.raises(ValueError, match="SAME_STEP"):
         envs = cartpole(mode=AutoresetMode.NEXT_STEP)
-        meshrl.ppo.Trainer.for_vector_env(envs, CLEANRL).train_vector_env(envs, 1000)
+        meshrl.ppo.Learner.for_vector_env(envs, CLEANRL).train_vector_env(envs, 1000)
     with pytest.raises(ValueError, match="Discrete"):
-        meshrl.ppo.Trainer.for_vector_env(gym.make_vec("Pendulum-v1", num_envs=2), CLEANRL)
+        meshrl.ppo.Learner.for_vector_env(gym.make_vec("Pendulum-v1", num_envs=2), CLEANRL)
     with pytest.raises(ValueError, match="unknown PPO setting"):
-        meshrl.ppo.Trainer.for_vector_env(cartpole(), dict(CLEANRL, lr=1))
-    trainer = meshrl.ppo.Trainer.for_vector_env(cartpole(), CLEANRL)
+        meshrl.ppo.Learner.for_vector_env(cartpole(), dict(CLEANRL, lr=1))
+    trainer = meshrl.ppo.Learner.for_vector_env(cartpole(), CLEANRL)
     core = trainer._core
     obs = np.zeros(16, np.float32)
     mask = np.ones(8, np.int8)

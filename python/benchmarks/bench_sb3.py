@@ -92,7 +92,7 @@ def main() -> None:
         start, reached, chunk = time.perf_counter(), None, 16384
         while trainer.global_step < 2_000_000 and time.perf_counter() - start < args.sb3_budget_s:
             trainer.train(chunk)
-            if trainer.evaluate(episodes=1024)["ppo"]["delivery_ratio"] >= target:
+            if trainer.evaluate(episodes=1024)["policies"]["ppo"]["delivery_ratio"] >= target:
                 reached = time.perf_counter() - start
                 break
         results[label] = reached

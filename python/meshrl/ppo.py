@@ -273,14 +273,18 @@ class Trainer:
         router, backpressure, shortest path and random, on ``episodes`` packets the training
         never saw, under the scenario's own load and paired on the same packets. ``scenario``: an
         environment TOML or dict (default: the first training environment). Returns
-        ``{"scenario", "summaries": [...], "best_baseline", "paired": [...]}``; ``paired`` holds
-        the policy − ETX and policy − best baseline delivery differences with 95 % intervals."""
+        ``{"scenario", "policies": {name: summary}, "summaries": [...], "best_baseline",
+        "paired": [...]}`` (names: ``ppo``, ``ppo (greedy)``, ``baseline:etx``, ...); ``paired``
+        holds the policy − ETX and policy − best baseline delivery differences with 95 %
+        intervals."""
         if scenario is None:
             name, scenario_json = "eval", None
         else:
             name = os.path.splitext(os.path.basename(os.fspath(scenario)))[0] if not isinstance(scenario, Mapping) else "scenario"
             scenario_json = json.dumps(resolve_config(scenario))
-        return json.loads(self._core.evaluate(int(episodes), int(seed), scenario_json, name))
+        result = json.loads(self._core.evaluate(int(episodes), int(seed), scenario_json, name))
+        result["policies"] = {s["policy"]: s for s in result["summaries"]}
+        return result
 
     # The learner's acting, weights and export, for convenience.
     def get_weights(self) -> np.ndarray:
