@@ -11,7 +11,7 @@ from gymnasium.vector import AutoresetMode
 import meshrl
 from meshrl.envs import LOSS_CAUSES, OUTCOMES
 
-from conftest import TOPOLOGIES
+from conftest import CONFIGS, TOPOLOGIES
 
 
 def random_valid(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -308,3 +308,16 @@ def test_freifunk_topology_as_gymnasium_env():
     env = gymnasium.make_vec(meshrl.ENV_ID, num_envs=32, topology={"kind": "file", "path": str(path)}, ttl=64)
     obs, info = env.reset(seed=0)
     assert obs.shape == (32, 49) and np.isfinite(obs).all()
+
+
+def test_routing_features_have_their_own_space():
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make("meshrl/MeshRouting-v0", config=CONFIGS / "env" / "small.toml", features="routing")
+    assert env.observation_space.shape == (8 * 11 + 3,)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    check_env(env.unwrapped)
+    envs = gymnasium.make_vec("meshrl/MeshRouting-v0", num_envs=4, config=CONFIGS / "env" / "small.toml", features="routing")
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (4, 8 * 11 + 3) and envs.single_observation_space.contains(obs[0])

@@ -295,3 +295,12 @@ def test_every_rule_is_the_mean_on_identical_inputs(n, d, seed):
     for agg in (fl.fedavg(x), fl.median(x), fl.trimmed_mean(x, 0.2), fl.krum(x, f), fl.krum(x, f, num_selected=4),
                 fl.bulyan(x, f), fl.geometric_median(x), fl.centered_clipping(x), fl.nnm(x, f)[0]):
         close(agg, one[0].astype(np.float64), tol=1e-6)
+
+
+def test_attack_counts_are_not_truncated():
+    honest = np.ones((5, 3), np.float32)
+    for bad in (2.7, True):
+        with pytest.raises(TypeError, match="num_byzantine"):
+            attacks.sign_flip(honest, num_byzantine=bad)
+    with pytest.raises(TypeError, match="seed"):
+        attacks.gaussian(honest, num_byzantine=1, seed=1.5)

@@ -45,15 +45,17 @@ _INFO_KEYS = ("outcome", "packet", "loss_cause", "source", "destination", "node"
               "shortest_hops", "latency_ms", "episode_return")
 
 
-def _observation_space(max_neighbors: int) -> spaces.Box:
-    per = _core.FEATURES_PER_NEIGHBOR
-    low = np.tile(np.array([-1, 0, 0, 0, 0, 0], dtype=np.float32), max_neighbors)
-    high = np.ones(max_neighbors * per, dtype=np.float32)
-    return spaces.Box(
-        low=np.append(low, np.float32(0.0)),
-        high=np.append(high, np.float32(1.0)),
-        dtype=np.float32,
-    )
+# Features per neighbour slot and after the slots, by feature set (rust/format/src/obs.rs).
+_LAYOUTS = {"spec": (6, 1), "routing": (11, 3)}
+
+
+def _observation_space(max_neighbors: int, features: str = "spec") -> spaces.Box:
+    per, context = _LAYOUTS[features]
+    # Every feature is in [0, 1] but RSSI (the first of each slot), in [-1, 1].
+    slot_low = np.zeros(per, dtype=np.float32)
+    slot_low[0] = -1.0
+    low = np.append(np.tile(slot_low, max_neighbors), np.zeros(context, dtype=np.float32))
+    return spaces.Box(low=low, high=np.ones_like(low), dtype=np.float32)
 
 
 def _check_actions(actions: Any, num_envs: int, max_neighbors: int) -> np.ndarray:
@@ -124,7 +126,8 @@ class MeshRoutingEnv(gymnasium.Env):
         self.config = cfg
         self._core = _core.VecEnv(json.dumps(cfg), 1)
         self.max_neighbors = self._core.max_neighbors
-        self.observation_space = _observation_space(self.max_neighbors)
+        self.observation_space = _observation_space(self.max_neighbors, cfg["env"]["features"])
+        assert self.observation_space.shape == (self._core.obs_dim,)
         self.action_space = spaces.Discrete(self.max_neighbors)
         self._obs = self._core.obs_view()
         self._mask = self._core.mask_view()
@@ -245,7 +248,8 @@ class MeshRoutingVecEnv(VectorEnv):
             "render_fps": _RENDER_FPS,
             "autoreset_mode": _AUTORESET_MODES[cfg["env"]["autoreset_mode"]],
         }
-        self.single_observation_space = _observation_space(self.max_neighbors)
+        self.single_observation_space = _observation_space(self.max_neighbors, cfg["env"]["features"])
+        assert self.single_observation_space.shape == (self._core.obs_dim,)
         self.single_action_space = spaces.Discrete(self.max_neighbors)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)

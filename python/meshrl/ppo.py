@@ -46,6 +46,11 @@ def _ppo_config(ppo: Mapping[str, Any] | None, base: Mapping[str, Any] | None = 
     return cfg
 
 
+def _intervals(d: dict[str, Any]) -> Any:
+    """95 % intervals as ``(low, high)`` tuples, as :func:`meshrl.eval.compare` gives them."""
+    return (d["low"], d["high"]) if set(d) == {"low", "high"} else d
+
+
 def _flat(a: Any, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
@@ -282,7 +287,7 @@ class Trainer:
         else:
             name = os.path.splitext(os.path.basename(os.fspath(scenario)))[0] if not isinstance(scenario, Mapping) else "scenario"
             scenario_json = json.dumps(resolve_config(scenario))
-        result = json.loads(self._core.evaluate(int(episodes), int(seed), scenario_json, name))
+        result = json.loads(self._core.evaluate(int(episodes), int(seed), scenario_json, name), object_hook=_intervals)
         result["policies"] = {s["policy"]: s for s in result["summaries"]}
         return result
 

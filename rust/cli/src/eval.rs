@@ -82,16 +82,21 @@ fn scenario_config(path: &Path, policies: &[PolicyArg]) -> Result<EnvConfig> {
 
 pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
     let policies = policy_args(&args.policies)?;
-    let opts = EvalOptions {
-        episodes: args.episodes,
-        num_envs: args.num_envs,
-        seed: args.seed,
-    };
-    opts.validate().context("check --episodes and --num-envs")?;
+    if !(1..=meshrl_eval::MAX_EPISODES).contains(&args.episodes) {
+        bail!("--episodes must be in 1..={}, got {}", meshrl_eval::MAX_EPISODES, args.episodes);
+    }
     let mut summaries: Vec<Summary> = Vec::new();
     let mut paired: Vec<Paired> = Vec::new();
     for path in &args.scenarios {
         let cfg = scenario_config(path, &policies)?;
+        let opts = EvalOptions {
+            episodes: args.episodes,
+            num_envs: args
+                .num_envs
+                .unwrap_or_else(|| meshrl_ppo::own_load_envs(&cfg, args.episodes)),
+            seed: args.seed,
+        };
+        opts.validate().context("check --episodes and --num-envs")?;
         let scenario = path.file_stem().map_or_else(
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),

@@ -96,9 +96,10 @@ pub struct EvalArgs {
     /// Seed of the packets and the mesh evolution (the same for every policy).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Environments stepped in parallel (packets in flight).
-    #[arg(long, default_value_t = 256)]
-    pub num_envs: usize,
+    /// Environments stepped in parallel (packets in flight; at most --episodes). Default: the
+    /// scenario's own load (whole twins of its `envs_per_twin` packets, about 256 environments).
+    #[arg(long)]
+    pub num_envs: Option<usize>,
     /// Write one CSV row per (scenario, policy) here.
     #[arg(long)]
     pub csv: Option<PathBuf>,

@@ -251,3 +251,51 @@ fn resume_from_a_checkpoint_ends_where_the_uninterrupted_run_ends() {
     assert!(stderr.contains("different config"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn bad_counts_and_existing_runs_are_clear_errors() {
+    let scenario = config("eval/static.toml");
+    for (args, needle) in [
+        (vec!["--episodes", "1000000000"], "--episodes"),
+        (vec!["--episodes", "18446744073709551615"], "--episodes"),
+        (vec!["--episodes", "50", "--num-envs", "0"], "num_envs"),
+        (vec!["--episodes", "50", "--num-envs", "51"], "num_envs"),
+    ] {
+        let out = meshrl()
+            .args(["eval", "--policy", "baseline:etx", "--scenario", &scenario])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    // Exactly the packets asked for.
+    let out = meshrl()
+        .args(["eval", "--policy", "baseline:etx", "--scenario", &scenario])
+        .args(["--episodes", "50", "--num-envs", "4", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summaries"][0]["episodes"], 50);
+    // A second run into the same folder is refused unless --force.
+    let dir = std::env::temp_dir().join(format!("meshrl-force-{}", std::process::id()));
+    let train = |extra: &[&str]| {
+        meshrl()
+            .args(["train", &config("train/small.toml"), "--steps", "4096", "--eval-episodes", "16"])
+            .arg("--out")
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    succeeded(&train(&[]));
+    let out = train(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already holds a run") && stderr.contains("--force"), "{stderr}");
+    succeeded(&train(&["--force"]));
+    let rows = std::fs::read_to_string(dir.join("metrics.csv")).unwrap().lines().count();
+    assert_eq!(rows, 2, "the old run's rows were not removed");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -290,15 +290,20 @@ impl VecEnv {
         self.start_all()
     }
 
-    fn start_all(&mut self) -> Result<(), EnvError> {
-        let cfg = &self.cfg;
+    /// The config and one view per twin for the worker threads.
+    fn groups(&mut self) -> (&EnvConfig, Vec<GroupView<'_>>) {
         let groups = split_groups(
-            cfg,
+            &self.cfg,
             &mut self.twins,
             &mut self.adverts,
             &mut self.packets,
             &mut self.buffers,
         );
+        (&self.cfg, groups)
+    }
+
+    fn start_all(&mut self) -> Result<(), EnvError> {
+        let (cfg, groups) = self.groups();
         let start = |g: GroupView<'_>| {
             for j in 0..g.packets.len() {
                 start_episode(cfg, g.twin, &mut g.packets[j]);
@@ -355,14 +360,7 @@ impl VecEnv {
             }
         }
         let per = self.cfg.env.envs_per_twin;
-        let cfg = &self.cfg;
-        let groups = split_groups(
-            cfg,
-            &mut self.twins,
-            &mut self.adverts,
-            &mut self.packets,
-            &mut self.buffers,
-        );
+        let (cfg, groups) = self.groups();
         if groups.len() == 1 {
             groups.into_iter().for_each(|g| step_group(cfg, g, actions));
         } else {

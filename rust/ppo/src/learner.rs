@@ -55,9 +55,9 @@ impl UpdateStats {
     pub fn metrics(&self) -> [(&'static str, f64); 16] {
         [
             ("global_step", self.global_step as f64),
-            ("charts/learning_rate", self.learning_rate),
-            ("charts/SPS", self.sps),
             ("charts/episodic_return", self.episodic_return as f64),
+            ("charts/SPS", self.sps),
+            ("charts/learning_rate", self.learning_rate),
             ("losses/policy_loss", self.policy_loss as f64),
             ("losses/value_loss", self.value_loss as f64),
             ("losses/entropy", self.entropy as f64),
