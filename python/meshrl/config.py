@@ -67,12 +67,14 @@ def _checked(where: str, value: Any, default: Any) -> Any:
         if not isinstance(value, str):
             raise wrong("a string")
         return value
-    if default is None:  # an optional path
+    if default is None:  # an optional path (topology.path) or seed (topology.seed)
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, os.PathLike):
             return os.fspath(value)
-        raise wrong("a path or None")
+        if isinstance(value, numbers.Integral) and not is_bool:
+            return int(value)
+        raise wrong("a path, an int or None")
     if isinstance(default, list):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise wrong("a list")

@@ -45,6 +45,12 @@ create_exception!(
     MeshrlError,
     "A bug inside meshrl (a Rust panic caught at the boundary); please report it."
 );
+create_exception!(
+    meshrl,
+    SecureAggregationError,
+    MeshrlError,
+    "Secure aggregation aborted: too few clients or valid shares were left (nothing was revealed), or a key, share or message failed authentication."
+);
 
 fn io_err(path: &impl std::fmt::Display, source: &std::io::Error) -> PyErr {
     let msg = format!("{path}: {source}");
@@ -94,6 +100,59 @@ pub fn ppo_err(e: PpoError) -> PyErr {
         PpoError::InvalidConfig { .. } | PpoError::InvalidInput { .. } | PpoError::Mismatch { .. } => {
             PyValueError::new_err(e.to_string())
         }
+    }
+}
+
+/// Maps an aggregation error: every one is a bad argument (`ValueError`).
+pub fn fl_err(e: meshrl_fl::FlError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Maps a federation error: bad settings, input or a foreign checkpoint are `ValueError`;
+/// what comes from PPO, the environment or the rules is mapped as theirs.
+pub fn federation_err(e: meshrl_federation::FederationError) -> PyErr {
+    use meshrl_federation::FederationError as F;
+    match e {
+        F::Ppo(e) => ppo_err(e),
+        F::Env(e) => env_err(e),
+        F::Fl(e) => fl_err(e),
+        F::Io { ref path, ref source } => io_err(&path.display(), source),
+        F::InvalidConfig { .. } | F::InvalidInput { .. } | F::Mismatch { .. } => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Maps a privacy error: bad arguments and non-finite inputs are `ValueError`; an aborted or
+/// attacked secure aggregation is `SecureAggregationError`.
+pub fn privacy_err(e: meshrl_privacy::PrivacyError) -> PyErr {
+    use meshrl_privacy::PrivacyError as P;
+    match e {
+        P::InvalidArgument { .. } | P::NonFinite { .. } => PyValueError::new_err(e.to_string()),
+        P::ThresholdNotMet { .. }
+        | P::NotEnoughShares { .. }
+        | P::TamperedShare { .. }
+        | P::BadSignature { .. }
+        | P::Protocol { .. } => SecureAggregationError::new_err(e.to_string()),
+    }
+}
+
+/// Maps a trust error: a tampered or damaged ledger, key or weights file is
+/// `CorruptFileError`, a model the ledger does not prove `LookupError`, a key file others can
+/// read `PermissionError`, files `OSError`, bad arguments `ValueError`.
+pub fn trust_err(e: meshrl_trust::TrustError) -> PyErr {
+    use meshrl_trust::TrustError as T;
+    match e {
+        T::Io { ref path, ref source } => io_err(&path.display(), source),
+        T::Corrupt { .. } | T::Tampered { .. } | T::BadSignature { .. } | T::InvalidProof(_) => {
+            CorruptFileError::new_err(e.to_string())
+        }
+        T::NotProven(_) => pyo3::exceptions::PyLookupError::new_err(e.to_string()),
+        T::KeyFilePermissions { .. } => pyo3::exceptions::PyPermissionError::new_err(e.to_string()),
+        T::InvalidArgument { .. }
+        | T::BadSpiffeId { .. }
+        | T::UnknownNode(_)
+        | T::Replay { .. }
+        | T::Rejected(_)
+        | T::NoAgreement(_) => PyValueError::new_err(e.to_string()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `meshrl._core` aggregation functions: read client updates zero-copy, aggregate with the GIL
 //! released.
 
-use meshrl_fl::{attacks, rules, FlError, OnInvalid, Rule};
+use meshrl_fl::{attacks, rules, OnInvalid, Rule};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArrayMethods,
@@ -10,11 +10,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyList};
 
-use crate::error::guard;
-
-fn fl_err(e: FlError) -> PyErr {
-    PyValueError::new_err(e.to_string())
-}
+use crate::error::{fl_err, guard};
 
 /// Client updates as borrowed NumPy arrays: one `[n, d]` matrix or a list of vectors.
 enum Borrowed<'py> {

@@ -7,8 +7,11 @@ mod cli;
 mod env;
 mod error;
 mod eval;
+mod federation;
 mod fl;
+mod ledger;
 mod ppo;
+mod privacy;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -22,8 +25,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NonFiniteError", py.get_type::<error::NonFiniteError>())?;
     env::register(m)?;
     fl::register(m)?;
+    federation::register(m)?;
     eval::register(m)?;
     ppo::register(m)?;
+    privacy::register(m)?;
+    ledger::register(m)?;
     cli::register(m)?;
     Ok(())
 }

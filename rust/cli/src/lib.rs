@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod eval;
+mod federate;
+mod ledger;
 mod plot;
 mod tb;
 mod train;
@@ -29,9 +31,15 @@ pub enum Command {
     /// Train a PPO routing policy and compare it with ETX, the latency router and the best
     /// baseline on its scenarios.
     Train(TrainArgs),
+    /// Train one routing policy across the mesh's nodes: a coordinator, a worker per node,
+    /// robust aggregation, faults and attacks, in a seeded virtual-time simulation.
+    Federate(FederateArgs),
     /// Export a trained policy for mesh nodes (safetensors + model card), for
     /// `meshrl-runtime` or `meshrl.runtime`.
     Export(ExportArgs),
+    /// Show or verify a model ledger (hash-chained, signed `MODEL_UPDATE` and
+    /// `CONSENSUS_PROOF` blocks).
+    Ledger(ledger::LedgerArgs),
 }
 
 #[derive(clap::Args)]
@@ -44,6 +52,39 @@ pub struct ExportArgs {
     /// Also export the critic (nodes do not need it).
     #[arg(long)]
     pub critic: bool,
+}
+
+#[derive(clap::Args)]
+pub struct FederateArgs {
+    /// Federation config (`configs/federate/*.toml`): the mesh, rounds, rule, faults, attack.
+    pub config: PathBuf,
+    /// Folder for `metrics.csv` (one row per round), `rounds.jsonl` (each round's report: who
+    /// took part, who was excluded or set aside), TensorBoard events (`tb/`), `config.json`,
+    /// the checkpoint `federation.ckpt` and the global model `policy.weights`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override `federation.rounds` (on `--resume`, rounds may grow).
+    #[arg(long)]
+    pub rounds: Option<u64>,
+    /// Override `federation.seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Checkpoint every N rounds (0: never).
+    #[arg(long, default_value_t = 1)]
+    pub checkpoint_every: u64,
+    /// Continue the federation in OUT from its checkpoint; the global model ends the same as
+    /// an uninterrupted run's.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+    /// Overwrite the federation in OUT if there is one.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// Also train a policy centrally on the samples the federation aggregated, and compare.
+    #[arg(long)]
+    pub central: bool,
+    /// Packets for the final comparison with the baselines.
+    #[arg(long, default_value_t = 2000)]
+    pub eval_episodes: usize,
 }
 
 #[derive(clap::Args)]
@@ -131,7 +172,9 @@ where
     let result = match &cli.command {
         Command::Eval(args) => eval::run_eval(args),
         Command::Train(args) => train::run_train(args),
+        Command::Federate(args) => federate::run_federate(args),
         Command::Export(args) => eval::run_export(args),
+        Command::Ledger(args) => ledger::run_ledger(args),
     };
     match result {
         Ok(()) => 0,

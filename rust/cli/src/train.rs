@@ -12,10 +12,10 @@ use crate::TrainArgs;
 /// Files of a run folder that a new run would overwrite.
 const RUN_FILES: [&str; 5] = ["metrics.csv", "policy.weights", "checkpoint.ckpt", "config.json", "tb"];
 
-/// Refuses to write a new run over an old one unless `force`; with it, removes the old run's
-/// files (and only those).
-fn prepare_out(dir: &Path, force: bool) -> Result<()> {
-    let existing: Vec<&str> = RUN_FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
+/// Refuses to write a new run over an old one (any of `run_files` in `dir`) unless `force`;
+/// with it, removes the old run's files (and only those).
+pub(crate) fn prepare_out(dir: &Path, force: bool, run_files: &[&str]) -> Result<()> {
+    let existing: Vec<&str> = run_files.iter().copied().filter(|f| dir.join(f).exists()).collect();
     if !existing.is_empty() {
         if !force {
             bail!(
@@ -92,7 +92,7 @@ pub(crate) fn run_train(args: &TrainArgs) -> Result<()> {
         trainer
     } else {
         if let Some(dir) = &args.out {
-            prepare_out(dir, args.force)?;
+            prepare_out(dir, args.force, &RUN_FILES)?;
         }
         Trainer::with_mix(mix.clone(), cfg.ppo.clone(), cfg.reseed_every)?
     };

@@ -76,6 +76,10 @@ pub struct RoutingConfig {
     /// queues): the staleness of what the `routing` features and the potential shaping see,
     /// and the refresh period of the `etx` baseline.
     pub advert_period_ticks: u64,
+    /// Nodes where packets start (empty: every node). A federated worker's own traffic: the
+    /// packets its node (or site) originates. Inactive sources are skipped; when none is
+    /// active a packet starts at any active node.
+    pub sources: Vec<u32>,
 }
 
 impl Default for RoutingConfig {
@@ -88,6 +92,7 @@ impl Default for RoutingConfig {
             autoreset_mode: AutoresetMode::NextStep,
             features: FeatureSet::Spec,
             advert_period_ticks: 10,
+            sources: Vec::new(),
         }
     }
 }

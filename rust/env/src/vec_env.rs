@@ -239,6 +239,13 @@ impl VecEnv {
             .into_par_iter()
             .map(|g| Twin::new(&twin_cfg, seed_of(g * per)))
             .collect::<Result<_, _>>()?;
+        let n = self.twins[0].num_nodes();
+        if let Some(&bad) = self.cfg.env.sources.iter().find(|&&s| s as usize >= n) {
+            return Err(EnvError::invalid(
+                "env.sources",
+                format!("names node {bad}, the mesh has nodes 0..{n}"),
+            ));
+        }
         self.adverts = vec![Adverts::new(self.cfg.env.advert_period_ticks); groups];
         self.packets = (0..self.num_envs)
             .map(|i| Packet {
@@ -493,10 +500,24 @@ fn start_episode(cfg: &EnvConfig, twin: &mut Twin, p: &mut Packet) {
             break u;
         }
     };
+    // A worker's own traffic starts at its sources; with none active, anywhere.
+    let sources = &cfg.env.sources;
+    let any_source = sources.iter().any(|&s| twin.is_active(s as usize));
+    let pick_source = |twin: &Twin, rng: &mut Xoshiro256PlusPlus| {
+        if !any_source {
+            return pick_active(twin, rng);
+        }
+        loop {
+            let u = sources[rng.random_range(0..sources.len())] as usize;
+            if twin.is_active(u) {
+                break u;
+            }
+        }
+    };
     let mut chosen = None;
     let mut fallback = (0, 1 % n);
     for attempt in 0..64 {
-        let s = pick_active(twin, &mut p.rng);
+        let s = pick_source(twin, &mut p.rng);
         let mut t = pick_active(twin, &mut p.rng);
         while t == s {
             t = pick_active(twin, &mut p.rng);

@@ -720,3 +720,42 @@ fn a_stranded_packet_is_lost_to_no_route() {
         assert_eq!(b.info[i].loss_cause, LossCause::NoRoute as u8);
     }
 }
+
+#[test]
+fn packets_start_only_at_the_sources() {
+    let mut cfg = config("small");
+    cfg.env.sources = vec![2, 5];
+    let mut env = VecEnv::new(cfg.clone(), 16).unwrap();
+    env.reset(Some(3)).unwrap();
+    let mut state = 7u64;
+    let mut starts = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        for info in &env.buffers().info {
+            starts.insert(info.source);
+        }
+        let a = random_actions(&env, &mut state);
+        env.step(&a).unwrap();
+    }
+    assert_eq!(starts, [2u32, 5].into_iter().collect());
+
+    cfg.env.sources = vec![0, 10_000];
+    let err = VecEnv::new(cfg, 4).unwrap_err().to_string();
+    assert!(err.contains("env.sources") && err.contains("10000"), "{err}");
+}
+
+#[test]
+fn a_topology_seed_gives_every_environment_the_same_mesh() {
+    let mut cfg = config("small");
+    cfg.env.envs_per_twin = 1;
+    let neighbours = |env: &VecEnv, i: usize| {
+        let t = env.twin_of(i);
+        (0..t.num_nodes()).map(|u| t.neighbors(u).to_vec()).collect::<Vec<_>>()
+    };
+    let mut env = VecEnv::new(cfg.clone(), 2).unwrap();
+    env.reset(Some(1)).unwrap();
+    assert_ne!(neighbours(&env, 0), neighbours(&env, 1), "different seeds, different meshes");
+    cfg.topology.seed = Some(99);
+    let mut env = VecEnv::new(cfg, 2).unwrap();
+    env.reset(Some(1)).unwrap();
+    assert_eq!(neighbours(&env, 0), neighbours(&env, 1));
+}

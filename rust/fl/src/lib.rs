@@ -14,7 +14,8 @@ mod validate;
 
 pub use error::FlError;
 pub use rules::{
-    bulyan, centered_clipping, fedavg, geometric_median, krum, median, nnm, trimmed_mean,
+    bulyan, centered_clipping, fedavg, geometric_median, krum, median, nnm, set_aside,
+    trimmed_mean,
 };
 pub use validate::{screen, OnInvalid, Rejection, Report};
 

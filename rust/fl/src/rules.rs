@@ -359,3 +359,92 @@ pub fn nnm(rows: &[&[f32]], num_byzantine: usize) -> Result<Vec<f32>, FlError> {
     }
     Ok(out)
 }
+
+/// Which clients `rule` set aside when it produced `aggregate` from `rows`, for a round's
+/// report. Exact for the selection rules: Krum and multi-Krum (the clients not selected).
+/// Trimmed mean: clients trimmed at more than half of the coordinates. Centered clipping:
+/// clients farther than `tau` from the result (clipped). Median, Bulyan, geometric median and
+/// FedAvg keep no per-client decision; for them a client is flagged when its distance to the
+/// aggregate exceeds three times the median distance, an outlier flag, not the rule's own.
+pub fn set_aside(rule: &crate::Rule, rows: &[&[f32]], aggregate: &[f32]) -> Vec<usize> {
+    use crate::Rule;
+    let n = rows.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    match rule {
+        Rule::Krum {
+            num_byzantine,
+            num_selected,
+        } if n > 2 * num_byzantine + 2 => {
+            let (scores, _) = krum_scores(rows, *num_byzantine);
+            let kept = lowest(&scores, rows, (*num_selected).clamp(1, n));
+            (0..n).filter(|i| !kept.contains(i)).collect()
+        }
+        Rule::TrimmedMean { beta } => {
+            let k = (beta * n as f64).floor() as usize;
+            if k == 0 {
+                return Vec::new();
+            }
+            let d = aggregate.len();
+            let mut trimmed = vec![0usize; n];
+            let mut order: Vec<usize> = (0..n).collect();
+            for c in 0..d {
+                order.sort_by(|&a, &b| rows[a][c].total_cmp(&rows[b][c]).then(a.cmp(&b)));
+                for &i in order[..k].iter().chain(&order[n - k..]) {
+                    trimmed[i] += 1;
+                }
+            }
+            (0..n).filter(|&i| 2 * trimmed[i] > d).collect()
+        }
+        Rule::CenteredClipping { tau, .. } => {
+            (0..n).filter(|&i| distance(rows[i], aggregate) > *tau).collect()
+        }
+        _ => {
+            let dist: Vec<f64> = rows.iter().map(|r| distance(r, aggregate)).collect();
+            let mut sorted = dist.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted[n / 2];
+            (0..n).filter(|&i| dist[i] > 3.0 * median && dist[i] > 0.0).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod set_aside_tests {
+    use super::*;
+    use crate::Rule;
+
+    fn clients() -> Vec<Vec<f32>> {
+        // Seven honest clients near (1, 1, 1), two attackers far away.
+        let mut rows: Vec<Vec<f32>> =
+            (0..7).map(|i| vec![1.0 + 0.01 * i as f32, 1.0 - 0.01 * i as f32, 1.0]).collect();
+        rows.push(vec![-20.0, -20.0, -20.0]);
+        rows.push(vec![30.0, 30.0, 30.0]);
+        rows
+    }
+
+    #[test]
+    fn every_rule_sets_the_attackers_aside_and_keeps_the_honest() {
+        let rows = clients();
+        let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+        for rule in [
+            Rule::Krum { num_byzantine: 2, num_selected: 1 },
+            Rule::Krum { num_byzantine: 2, num_selected: 5 },
+            Rule::TrimmedMean { beta: 0.2 },
+            Rule::Median,
+            Rule::CenteredClipping { center: None, tau: 1.0, iterations: 3 },
+        ] {
+            let agg = rule.apply(&refs, None).unwrap();
+            let aside = set_aside(&rule, &refs, &agg);
+            assert!(aside.contains(&7) && aside.contains(&8), "{rule:?}: {aside:?}");
+            if !matches!(rule, Rule::Krum { .. }) {
+                assert_eq!(aside, vec![7, 8], "{rule:?}");
+            }
+        }
+        // Krum with one selected sets aside everyone but the chosen client.
+        let rule = Rule::Krum { num_byzantine: 2, num_selected: 1 };
+        let agg = rule.apply(&refs, None).unwrap();
+        assert_eq!(set_aside(&rule, &refs, &agg).len(), 8);
+    }
+}

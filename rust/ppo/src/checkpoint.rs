@@ -88,13 +88,13 @@ impl Trainer {
             num_weights,
             optimizer_bytes: optimizer.len(),
         };
-        crate::file::write(path, MAGIC, &header, &payload)
+        crate::file::write_framed(path, MAGIC, &header, &payload)
     }
 
     /// Rebuilds the trainer saved in `path`, ready to continue its run with
     /// [`Trainer::train_run`] (same `total_steps` and `checkpoint_every`).
     pub fn resume(path: &Path) -> Result<(Trainer, CheckpointInfo), PpoError> {
-        let (h, payload): (Header, _) = crate::file::read(path, MAGIC, "PPO checkpoint")?;
+        let (h, payload): (Header, _) = crate::file::read_framed(path, MAGIC, "PPO checkpoint")?;
         let bad = |why: String| PpoError::corrupt(path, why);
         if payload.len() != h.num_weights * 4 + h.optimizer_bytes {
             return Err(bad(format!(

@@ -21,7 +21,7 @@ fn checksum(magic: &str, json: &[u8], payload: &[u8]) -> u64 {
 }
 
 /// Writes `header` and `payload` under `magic` to `path` atomically.
-pub(crate) fn write<H: Serialize>(
+pub fn write_framed<H: Serialize>(
     path: &Path,
     magic: &str,
     header: &H,
@@ -38,9 +38,9 @@ pub(crate) fn write<H: Serialize>(
     atomic_write(path, &bytes).map_err(|e| PpoError::io(path, e))
 }
 
-/// Reads a file written by [`write`] with the same `magic` (`what` names the kind of file in
+/// Reads a file written by [`write_framed`] with the same `magic` (`what` names the kind of file in
 /// errors); every defect is a [`PpoError::Corrupt`] naming it.
-pub(crate) fn read<H: DeserializeOwned>(
+pub fn read_framed<H: DeserializeOwned>(
     path: &Path,
     magic: &str,
     what: &str,
@@ -79,12 +79,12 @@ pub(crate) fn read<H: DeserializeOwned>(
 }
 
 /// Little-endian `f32`s as bytes.
-pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Bytes as little-endian `f32`s (the length must be a multiple of 4).
-pub(crate) fn f32s(bytes: &[u8]) -> Vec<f32> {
+pub fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -166,23 +166,23 @@ mod tests {
         // A temporary from a process that no longer exists (pid 4294967295 cannot run).
         let stale = dir.join(".x.bin.tmp-4294967295-0");
         std::fs::write(&stale, b"half").unwrap();
-        write(&path, "meshrl-test 1", &vec![1u32, 2], &[9, 8, 7]).unwrap();
+        write_framed(&path, "meshrl-test 1", &vec![1u32, 2], &[9, 8, 7]).unwrap();
         assert!(!stale.exists(), "stale temporary left behind");
-        let (h, p): (Vec<u32>, Vec<u8>) = read(&path, "meshrl-test 1", "test file").unwrap();
+        let (h, p): (Vec<u32>, Vec<u8>) = read_framed(&path, "meshrl-test 1", "test file").unwrap();
         assert_eq!((h, p), (vec![1, 2], vec![9, 8, 7]));
         let good = std::fs::read(&path).unwrap();
         for i in 0..good.len() {
             let mut b = good.clone();
             b[i] ^= 0x01;
             std::fs::write(&path, &b).unwrap();
-            let e = read::<Vec<u32>>(&path, "meshrl-test 1", "test file");
+            let e = read_framed::<Vec<u32>>(&path, "meshrl-test 1", "test file");
             assert!(matches!(e, Err(PpoError::Corrupt { .. })), "byte {i}: {e:?}");
         }
         for cut in [0, 5, good.len() - 1] {
             std::fs::write(&path, &good[..cut]).unwrap();
-            assert!(read::<Vec<u32>>(&path, "meshrl-test 1", "test file").is_err());
+            assert!(read_framed::<Vec<u32>>(&path, "meshrl-test 1", "test file").is_err());
         }
-        let e = read::<Vec<u32>>(&path, "meshrl-test 2", "test file").unwrap_err();
+        let e = read_framed::<Vec<u32>>(&path, "meshrl-test 2", "test file").unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }

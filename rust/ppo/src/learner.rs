@@ -102,6 +102,11 @@ impl ModuleVisitor for GradScale<'_> {
     }
 }
 
+/// Adam as CleanRL's PPO sets it up (ε = 1e-5).
+fn new_optimizer() -> ModuleOptimizer {
+    AdamConfig::new().with_epsilon(1e-5).init()
+}
+
 /// The actor-critic with its optimizer and RNG.
 pub struct Learner {
     cfg: PpoConfig,
@@ -130,7 +135,7 @@ impl Learner {
         let device = device.autodiff();
         let model = init(&spec, Some(cfg.seed), &device);
         Ok(Learner {
-            optim: AdamConfig::new().with_epsilon(1e-5).init(),
+            optim: new_optimizer(),
             rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5050),
             buffer: Rollout::new(cfg.num_envs),
             cfg,
@@ -492,6 +497,16 @@ impl Learner {
         crate::weights::check(values, crate::weights::count(self.model()))?;
         let model = self.model.take().expect("present outside a step");
         self.model = Some(crate::weights::assign(model, values)?);
+        Ok(())
+    }
+
+    /// Starts a federated round: the global model's `weights`, a fresh optimizer and the
+    /// random stream `seed`, so what a worker computes depends only on what it receives.
+    pub fn restart(&mut self, weights: &[f32], seed: u64) -> Result<(), PpoError> {
+        self.set_weights(weights)?;
+        self.optim = new_optimizer();
+        self.rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5050);
+        self.buffer = Rollout::new(self.cfg.num_envs);
         Ok(())
     }
 

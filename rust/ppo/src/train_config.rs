@@ -150,14 +150,7 @@ impl TrainConfig {
 
     /// Reads one environment config with this training config's overrides applied.
     pub fn load_env(&self, path: &Path) -> Result<meshrl_env::EnvConfig, PpoError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PpoError::io(path, e))?;
-        let origin = path.display().to_string();
-        let mut table: toml::Table = toml::from_str(&text)
-            .map_err(|e| PpoError::config(&origin, e.to_string()))?;
-        if let Some(over) = &self.overrides {
-            merge(&mut table, over);
-        }
-        let mut env = meshrl_env::EnvConfig::from_toml_str(&table.to_string(), &origin)?;
+        let mut env = load_env_config(path, self.overrides.as_ref())?;
         if let Some(c) = self.hop_cost {
             env.reward.hop_cost = c;
         }
@@ -167,4 +160,22 @@ impl TrainConfig {
         env.validate()?;
         Ok(env)
     }
+}
+
+/// Reads an environment config (TOML) with `overrides` (`[overrides.env]`, `[overrides.reward]`,
+/// ...) merged over it, validated.
+pub fn load_env_config(
+    path: &Path,
+    overrides: Option<&toml::Table>,
+) -> Result<meshrl_env::EnvConfig, PpoError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PpoError::io(path, e))?;
+    let origin = path.display().to_string();
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| PpoError::config(&origin, e.to_string()))?;
+    if let Some(over) = overrides {
+        merge(&mut table, over);
+    }
+    let env = meshrl_env::EnvConfig::from_toml_str(&table.to_string(), &origin)?;
+    env.validate()?;
+    Ok(env)
 }

@@ -20,11 +20,16 @@ pub struct EnvShare {
     pub num_envs: usize,
 }
 
+/// Rewrites a step's rewards (one per environment) before the learner sees them, like
+/// Gymnasium's `TransformReward`; a federation's reward-poisoning attack is one.
+pub type RewardTransform = Box<dyn Fn(&mut [f32]) + Send + Sync>;
+
 /// Trains a [`Learner`] on one routing environment config or a mixture of them.
 pub struct Trainer {
     pub learner: Learner,
     mix: Vec<EnvShare>,
     envs: Vec<VecEnv>,
+    reward_transform: Option<RewardTransform>,
     /// Draw new meshes every this many updates (0: only at checkpoint boundaries).
     reseed_every: u64,
     updates_done: u64,
@@ -101,6 +106,7 @@ impl Trainer {
             learner: Learner::new(spec, cfg)?,
             mix,
             envs,
+            reward_transform: None,
             reseed_every,
             updates_done: 0,
         })
@@ -182,8 +188,14 @@ impl Trainer {
         Ok(last)
     }
 
+    /// Rewrites every step's rewards with `transform` from now on (`None`: as the
+    /// environment pays them).
+    pub fn set_reward_transform(&mut self, transform: Option<RewardTransform>) {
+        self.reward_transform = transform;
+    }
+
     /// Resets every environment with seeds derived from the run's seed and `update`.
-    pub(crate) fn reseed_env(&mut self, update: u64) -> Result<(), PpoError> {
+    pub fn reseed_env(&mut self, update: u64) -> Result<(), PpoError> {
         let seed = self.learner.config().seed;
         for (j, env) in self.envs.iter_mut().enumerate() {
             env.reset(Some(env_seed(seed, update, j)))?;
@@ -269,6 +281,9 @@ impl Trainer {
                         });
                     }
                 }
+            }
+            if let Some(transform) = &self.reward_transform {
+                transform(&mut rewards);
             }
             if !truncated.is_empty() {
                 let (fobs, fmask) = self.observe(true);

@@ -147,13 +147,13 @@ pub fn write(path: &Path, spec: &PolicySpec, values: &[f32]) -> Result<(), PpoEr
         num_parameters: values.len(),
         spec: spec.clone(),
     };
-    crate::file::write(path, MAGIC, &header, &crate::file::f32_bytes(values))
+    crate::file::write_framed(path, MAGIC, &header, &crate::file::f32_bytes(values))
 }
 
 /// Reads and checks a weights file; every defect is a clear error.
 pub fn read(path: &Path) -> Result<(WeightsHeader, Vec<f32>), PpoError> {
     let (header, payload): (WeightsHeader, _) =
-        crate::file::read(path, MAGIC, "PPO weights file")?;
+        crate::file::read_framed(path, MAGIC, "PPO weights file")?;
     if payload.len() != header.num_parameters * 4 {
         return Err(PpoError::corrupt(
             path,

@@ -56,6 +56,10 @@ pub struct TopologyConfig {
     /// Size of each node's neighbour table, the action space of the routing agent. A node with
     /// more links keeps the `max_neighbors` best by RSSI, as a routing daemon caps its table.
     pub max_neighbors: usize,
+    /// Draws a generated topology from this seed instead of the twin's, so every environment
+    /// (and every federated worker) runs on the same mesh, one deployment's own network.
+    /// Radio shadowing and every later event still derive from the twin's seed.
+    pub seed: Option<u64>,
 }
 
 impl Default for TopologyConfig {
@@ -71,6 +75,7 @@ impl Default for TopologyConfig {
             link_types: vec!["wifi".into(), "vpn".into(), "other".into()],
             default_link_distance_m: 100.0,
             max_neighbors: 8,
+            seed: None,
         }
     }
 }

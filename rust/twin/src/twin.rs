@@ -146,7 +146,7 @@ impl Twin {
                 "mobility needs a generated topology (random_geometric or grid), not a file",
             ));
         }
-        let layout = topology::build_layout(&cfg.topology, &cfg.radio, seed)?;
+        let layout = topology::build_layout(&cfg.topology, &cfg.radio, cfg.topology.seed.unwrap_or(seed))?;
         Ok(Twin::from_layout(cfg, layout, seed))
     }
 
@@ -263,6 +263,18 @@ impl Twin {
     /// Whether node `u` is part of the mesh now.
     pub fn is_active(&self, u: usize) -> bool {
         self.active[u]
+    }
+
+    /// Takes node `u` down (a failure) or brings it back, as churn does at random; its
+    /// neighbours' tables follow at the next tick.
+    pub fn set_active(&mut self, u: usize, active: bool) {
+        if self.active[u] != active {
+            self.active[u] = active;
+            if !active {
+                self.queue[u] = 0.0;
+            }
+            self.mark_with_neighbors(u);
+        }
     }
 
     /// Hidden truth: whether node `u` misbehaves. Agents must not see this; the oracle may.

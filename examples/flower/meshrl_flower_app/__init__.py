@@ -1,0 +1,1 @@
+"""A Flower App training a meshrl routing agent across machines (see README.md)."""
