@@ -75,7 +75,7 @@ pub(crate) fn validate(
     nnm: bool,
 ) -> Result<(), FederationError> {
     if let Some(p) = privacy {
-        dp_config(p, p.clip_norm).validate().map_err(|e| privacy_err("privacy", e))?;
+        dp_config(p, p.clip_norm, 2).validate().map_err(|e| privacy_err("privacy", e))?;
         if !(p.noise_multiplier > 0.0 && p.noise_multiplier.is_finite()) {
             return Err(FederationError::config(
                 "privacy.noise_multiplier",
@@ -113,7 +113,10 @@ pub(crate) fn validate(
     Ok(())
 }
 
-fn dp_config(p: &PrivacyConfig, clip_norm: f64) -> DpConfig {
+/// DP-FedAvg's settings for a round of `clients` updates. The noise on the count of unclipped
+/// updates is σ_b = max(m/20, z): Andrew et al.'s m/20, raised to z where m is small, because
+/// the update's noise z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2) needs σ_b > z/2.
+fn dp_config(p: &PrivacyConfig, clip_norm: f64, clients: usize) -> DpConfig {
     DpConfig {
         noise_multiplier: p.noise_multiplier,
         clipping: if p.adaptive {
@@ -121,7 +124,7 @@ fn dp_config(p: &PrivacyConfig, clip_norm: f64) -> DpConfig {
                 initial_clip_norm: clip_norm,
                 target_unclipped_quantile: p.target_quantile,
                 learning_rate: p.clip_learning_rate,
-                clipped_count_stddev: None,
+                clipped_count_stddev: Some((clients as f64 / 20.0).max(p.noise_multiplier)),
             })
         } else {
             Clipping::Fixed { clip_norm }
@@ -185,7 +188,7 @@ pub(crate) fn aggregate(
             Ok(Private { aggregate: sum.iter().map(|x| x / n as f32).collect(), next_clip_norm: clip_norm })
         }
         (Some(p), "fedavg") => {
-            let mut dp = DpFedAvg::new(dp_config(p, clip_norm), seed).map_err(|e| e.to_string())?;
+            let mut dp = DpFedAvg::new(dp_config(p, clip_norm, n), seed).map_err(|e| e.to_string())?;
             let mut rng = seeded_rng(seed ^ 0xc11e);
             let contributions: Vec<Vec<f32>> = rows
                 .iter()

@@ -229,3 +229,12 @@ fn differential_privacy_reports_a_growing_epsilon() {
     let fed = run(config("rule = \"trimmed_mean\"", "[privacy]\nnoise_multiplier = 1.0\nclip_norm = 0.05"), 1);
     assert!(fed.history()[0].completed && fed.history()[0].epsilon.is_some());
 }
+
+#[test]
+fn adaptive_clipping_runs_with_few_clients_and_moves_the_clip_norm() {
+    let fed = run(config("", "[privacy]\nnoise_multiplier = 1.0\nclip_norm = 0.001\nadaptive = true"), 3);
+    assert!(fed.history().iter().all(|r| r.completed), "{:?}", fed.history()[0].failure);
+    let c: Vec<f64> = fed.history().iter().filter_map(|r| r.clip_norm).collect();
+    // Every update is far above C = 0.001, so C must grow.
+    assert!(c[2] > c[0], "{c:?}");
+}
