@@ -172,3 +172,45 @@ def test_privacy_reports_epsilon_and_secure_aggregation_refuses_robust_rules():
     assert np.abs(secure.global_weights() - plain.global_weights()).max() < 1e-5
     with pytest.raises(ValueError, match="only the sum"):
         fl.Federation(fast(secagg={}, federation={"rule": "median"}))
+
+
+def test_trust_records_every_model_in_the_ledger_with_its_proof(tmp_path):
+    import meshrl.ledger
+
+    path = tmp_path / "ledger.mlg"
+    fed = fl.Federation(fast(trust={"ledger": str(path), "validators": 4}))
+    reports = fed.run(2)
+    assert fed.ledger_path == str(path)
+    validators, byzantine = fed.validators
+    assert len(validators) == 4 and not any(byzantine)
+    for r in reports:
+        assert r["completed"] and r["consensus_view"] == 0 and r["ledger_blocks"] == 1 + 2 * r["round"]
+    ledger = meshrl.ledger.Ledger(path)
+    report = ledger.verify()
+    assert (report.model_updates, report.consensus_proofs) == (2, 2)
+    proven, weights = ledger.latest_model()
+    assert proven.model_hash == fed.model_hash
+    assert np.array_equal(weights, fed.global_weights())
+    # Trust changes who may decide, not what is learned.
+    plain = fl.Federation(fast())
+    plain.run(2)
+    assert plain.model_hash == fed.model_hash
+
+
+def test_trust_without_a_proof_keeps_the_model_and_bad_trust_input_is_clear(tmp_path):
+    fed = fl.Federation(
+        fast(
+            federation={"max_retries": 0},
+            trust={"ledger": str(tmp_path / "l.mlg"), "validators": 4, "byzantine_validators": 2, "pbft_budget_ms": 2000},
+        )
+    )
+    before = fed.model_hash
+    r = fed.run_round()
+    assert not r["completed"] and "no consensus proof" in r["failure"]
+    assert fed.model_hash == before
+    with pytest.raises(ValueError, match="trust.ledger"):
+        fl.Federation(fast(trust={"validators": 4})).run_round()
+    with pytest.raises(ValueError, match="trust.byzantine_behavior"):
+        fl.Federation(fast(trust={"ledger": str(tmp_path / "x.mlg"), "byzantine_behavior": "evil"}))
+    with pytest.raises(ValueError, match="unknown field"):
+        fl.Federation(fast(trust={"ledger": str(tmp_path / "x.mlg"), "validator": 4}))

@@ -1,11 +1,16 @@
-"""Each aggregation rule against a straightforward NumPy implementation of the same rule.
+"""Each aggregation rule against Flower's own function for it and a NumPy implementation.
 
-n = 100 clients, d = 1,000,000 parameters (400 MB of float32). FedAvg accumulates in f64 (NumPy's
-`mean` in f32, so both are shown). NumPy Krum uses the Gram-matrix
-trick for distances (X Xᵀ through BLAS). FedAvg is also compared with a plain memory copy of
-the same bytes. Times are the best of --repeat runs; ratios are NumPy time / meshrl time.
+n = 100 clients, d = 1,000,000 parameters (400 MB of float32). Flower's functions are those of
+``flwr/server/strategy/aggregate.py`` (``aggregate``, ``aggregate_median``,
+``aggregate_trimmed_avg``, ``aggregate_krum``, ``aggregate_bulyan``), called with one layer
+per client and one example each; Flower has no geometric median, centered clipping or NNM,
+so those rules are compared with NumPy only. FedAvg accumulates in f64 (NumPy's `mean` in
+f32, so both are shown). NumPy Krum uses the Gram-matrix trick for distances (X Xᵀ through
+BLAS). FedAvg is also compared with a plain memory copy of the same bytes. Times are the best
+of --repeat runs (Flower's Bulyan, which runs Flower's Krum 80 times, once); ratios are
+their time / meshrl time. Every meshrl call includes screening the clients for NaN/Inf.
 
-    python python/benchmarks/bench_fl.py [--n 100] [--d 1000000] [--repeat 3]
+    python python/benchmarks/bench_fl.py [--n 100] [--d 1000000] [--repeat 3] [--no-flower-bulyan]
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ import time
 import numpy as np
 
 from meshrl import fl
+
+try:
+    from flwr.server.strategy import aggregate as flwr_agg
+except ImportError:  # Flower is an optional extra
+    flwr_agg = None
 
 
 def np_krum(x, f):
@@ -72,6 +82,28 @@ def np_centered_clipping(x, tau=1.0, iterations=3):
     return v
 
 
+def np_nnm(x, f):
+    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    dist = sq[:, None] + sq[None, :] - 2 * (x @ x.T).astype(np.float64)
+    keep = len(x) - f
+    idx = np.argsort(dist, axis=1, kind="stable")[:, :keep]
+    return np.stack([x[i].mean(0) for i in idx])
+
+
+def flower_cases(x, f):
+    """Flower's function for each rule it has, on `results` = [([client update], 1), ...]."""
+    if flwr_agg is None:
+        return {}
+    results = [([row], 1) for row in x]
+    return {
+        "fedavg": lambda: flwr_agg.aggregate(results),
+        "median": lambda: flwr_agg.aggregate_median(results),
+        "trimmed mean (0.1)": lambda: flwr_agg.aggregate_trimmed_avg(results, 0.1),
+        "krum": lambda: flwr_agg.aggregate_krum(results, f, 0),
+        "bulyan": lambda: flwr_agg.aggregate_bulyan(list(results), f, flwr_agg.aggregate_krum, to_keep=0),
+    }
+
+
 def best_of(fn, repeat):
     times = []
     for _ in range(repeat):
@@ -87,15 +119,20 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=1_000_000)
     parser.add_argument("--f", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-flower-bulyan", action="store_true",
+                        help="skip Flower's Bulyan (several minutes at d = 1M)")
     args = parser.parse_args()
     n, d, f = args.n, args.d, args.f
     x = np.random.default_rng(0).normal(1.0, 0.1, size=(n, d)).astype(np.float32)
+    flower = flower_cases(x, f)
+    if args.no_flower_bulyan:
+        flower.pop("bulyan", None)
     print(f"n = {n}, d = {d:,}, f = {f}; best of {args.repeat}\n")
-    print("| rule | meshrl (s) | NumPy (s) | NumPy / meshrl |")
-    print("|---|---|---|---|")
+    print("| rule | meshrl (s) | Flower (s) | Flower / meshrl | NumPy (s) | NumPy / meshrl |")
+    print("|---|---|---|---|---|---|")
     cases = [
-        ("fedavg (NumPy accumulates in f32)", lambda: fl.fedavg(x), lambda: x.mean(0)),
-        ("fedavg (NumPy accumulates in f64, as meshrl)", lambda: fl.fedavg(x), lambda: x.mean(0, dtype=np.float64)),
+        ("fedavg", lambda: fl.fedavg(x), lambda: x.mean(0)),
+        ("fedavg, NumPy in f64", lambda: fl.fedavg(x), lambda: x.mean(0, dtype=np.float64)),
         ("median", lambda: fl.median(x), lambda: np.median(x, axis=0)),
         ("trimmed mean (0.1)", lambda: fl.trimmed_mean(x, 0.1), lambda: np_trimmed_mean(x, 0.1)),
         ("krum", lambda: fl.krum(x, f), lambda: np_krum(x, f)),
@@ -103,11 +140,17 @@ def main() -> None:
         ("geometric median", lambda: fl.geometric_median(x), lambda: np_geometric_median(x)),
         ("centered clipping (3 it.)", lambda: fl.centered_clipping(x, tau=1.0, iterations=3),
          lambda: np_centered_clipping(x, 1.0, 3)),
+        ("nnm", lambda: fl.nnm(x, f), lambda: np_nnm(x, f)),
     ]
     for name, ours, theirs in cases:
         t_ours = best_of(ours, args.repeat)
         t_np = best_of(theirs, max(1, args.repeat - 1))
-        print(f"| {name} | {t_ours:.3f} | {t_np:.3f} | {t_np / t_ours:.1f}x |")
+        if name in flower:
+            t_fl = best_of(flower[name], 1 if name == "bulyan" else max(1, args.repeat - 1))
+            fl_cells = f"{t_fl:.3f} | **{t_fl / t_ours:.1f}x**"
+        else:
+            fl_cells = "– | –"
+        print(f"| {name} | {t_ours:.3f} | {fl_cells} | {t_np:.3f} | {t_np / t_ours:.1f}x |", flush=True)
     out = np.empty_like(x)
     t_copy = best_of(lambda: np.copyto(out, x), args.repeat)
     t_avg = best_of(lambda: fl.fedavg(x), args.repeat)

@@ -6,8 +6,15 @@ alive ones, the global model and the updates travel the twin's own mesh (so stra
 updates come from its links), a Byzantine-robust rule from :mod:`meshrl.fl` aggregates, and each
 global model is named by its SHA-256. Faults (dropouts, crashes, stragglers, NaN updates) and
 attacks (sign flip, IPM, ALIE, Gaussian, reward poisoning) come from the config, and so do
-differential privacy (``privacy``: clipping, noise, ε per round from the RDP accountant) and
-secure aggregation (``secagg``: the coordinator sees only the sum; FedAvg only).
+differential privacy (``privacy``: clipping, noise, ε per round from the RDP accountant),
+secure aggregation (``secagg``: the coordinator sees only the sum; FedAvg only) and trust
+(``trust``: every update signed, 3f + 1 validators agree with PBFT on each round's model, the
+model ledger records it with its proof, and the next round's model is read back from the ledger;
+a round without a proof is not accepted).
+
+>>> fed = meshrl.federated.Federation("configs/federate/mesh20.toml", trust={"ledger": "runs/l.mlg"})
+>>> fed.run(3)
+>>> meshrl.ledger.Ledger(fed.ledger_path).latest_model()
 
 >>> fed = meshrl.federated.Federation("configs/federate/mesh20.toml")
 >>> fed.run(callback=lambda r: print(r["round"], r["global_delivery"]))
@@ -16,7 +23,7 @@ secure aggregation (``secagg``: the coordinator sees only the sum; FedAvg only).
 :class:`Worker` is one worker on its own (what a Flower client runs; see :mod:`meshrl.flower`).
 The config is a TOML path (``configs/federate/*.toml``) or a dict with the same sections
 (``env``: a TOML path or an environment dict; ``federation``, ``network``, ``faults``,
-``attack``, ``privacy``, ``secagg``, ``ppo``); keyword arguments override whole fields of a section, e.g.
+``attack``, ``privacy``, ``secagg``, ``trust``, ``ppo``); keyword arguments override whole fields of a section, e.g.
 ``Federation(path, federation={"rule": "median"}, attack={"kind": "ipm", "fraction": 0.2})``.
 """
 
@@ -35,7 +42,7 @@ __all__ = ["Federation", "Worker", "load_config", "initial_weights", "evaluate",
 #: Baselines the global model is compared with by default, strongest first where known.
 BASELINES = ("etx", "etx_trust", "latency", "shortest_path", "random")
 
-_SECTIONS = ("federation", "network", "faults", "attack", "privacy", "secagg", "ppo")
+_SECTIONS = ("federation", "network", "faults", "attack", "privacy", "secagg", "trust", "ppo")
 
 
 def load_config(config: str | os.PathLike[str] | Mapping[str, Any], **overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,8 +113,20 @@ class Federation:
 
     @property
     def model_hash(self) -> str:
-        """SHA-256 of the global model."""
+        """SHA-256 of the global model as a safetensors file: its name in the model ledger."""
         return self._core.model_hash
+
+    @property
+    def ledger_path(self) -> str | None:
+        """The model ledger (``trust`` only); read it with :class:`meshrl.ledger.Ledger`."""
+        return self._core.ledger_path
+
+    @property
+    def validators(self) -> tuple[list[int], list[bool]] | None:
+        """The PBFT validators (worker indices, in replica order) and which of them are
+        Byzantine (``trust`` only)."""
+        v = self._core.validators
+        return None if v is None else (list(v[0]), list(v[1]))
 
     @property
     def total_samples(self) -> int:

@@ -44,7 +44,7 @@ __all__ = [
     "secure_sum",
 ]
 
-STAGES = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+STAGES = ("advertise_keys", "share_keys", "masked_input", "consistency_check", "unmasking")
 """The stages of secure aggregation, in order (keys of ``secure_sum(dropouts=...)``)."""
 
 SUM_BASED_RULES = ("fedavg",)

@@ -116,6 +116,7 @@ pub fn federation_err(e: meshrl_federation::FederationError) -> PyErr {
         F::Ppo(e) => ppo_err(e),
         F::Env(e) => env_err(e),
         F::Fl(e) => fl_err(e),
+        F::Trust(e) => trust_err(e),
         F::Io { ref path, ref source } => io_err(&path.display(), source),
         F::InvalidConfig { .. } | F::InvalidInput { .. } | F::Mismatch { .. } => PyValueError::new_err(e.to_string()),
     }
@@ -153,6 +154,18 @@ pub fn trust_err(e: meshrl_trust::TrustError) -> PyErr {
         | T::Replay { .. }
         | T::Rejected(_)
         | T::NoAgreement(_) => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Maps a MAPE-K error: a bad incident file or setting is `ValueError` (naming the field),
+/// files `OSError`; environment and aggregation errors as theirs.
+pub fn mapek_err(e: meshrl_mapek::MapekError) -> PyErr {
+    use meshrl_mapek::MapekError as M;
+    match e {
+        M::Env(e) => env_err(e),
+        M::Fl(e) => fl_err(e),
+        M::Io { ref path, ref source } => io_err(&path.display(), source),
+        M::InvalidConfig { .. } => PyValueError::new_err(e.to_string()),
     }
 }
 

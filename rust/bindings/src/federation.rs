@@ -52,6 +52,18 @@ impl PyFederation {
         Ok(PyFederation { inner })
     }
 
+    /// The model ledger's path (`[trust]` only).
+    #[getter]
+    fn ledger_path(&self) -> Option<String> {
+        self.inner.ledger_path().map(|p| p.display().to_string())
+    }
+
+    /// The validators (worker indices, replica order) and which are Byzantine (`[trust]` only).
+    #[getter]
+    fn validators(&self) -> Option<(Vec<usize>, Vec<bool>)> {
+        self.inner.validators()
+    }
+
     /// The resolved config (JSON).
     #[getter]
     fn config(&self) -> PyResult<String> {

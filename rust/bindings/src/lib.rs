@@ -10,6 +10,7 @@ mod eval;
 mod federation;
 mod fl;
 mod ledger;
+mod mapek;
 mod ppo;
 mod privacy;
 
@@ -30,6 +31,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ppo::register(m)?;
     privacy::register(m)?;
     ledger::register(m)?;
+    mapek::register(m)?;
     cli::register(m)?;
     Ok(())
 }

@@ -382,7 +382,7 @@ fn stage(name: &str) -> PyResult<Stage> {
         .into_iter()
         .find(|s| s.to_string() == name)
         .ok_or_else(|| PyValueError::new_err(format!(
-            "dropouts keys must be \"advertise_keys\", \"share_keys\", \"masked_input\" or \"unmasking\", got {name:?}"
+            "dropouts keys must be \"advertise_keys\", \"share_keys\", \"masked_input\", \"consistency_check\" or \"unmasking\", got {name:?}"
         )))
 }
 
@@ -444,6 +444,7 @@ fn py_secure_sum<'py>(
                 Stage::AdvertiseKeys => &mut script.advertise_keys,
                 Stage::ShareKeys => &mut script.share_keys,
                 Stage::MaskedInput => &mut script.masked_input,
+                Stage::ConsistencyCheck => &mut script.consistency_check,
                 Stage::Unmasking => &mut script.unmasking,
             };
             for id in &ids {

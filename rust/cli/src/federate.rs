@@ -11,7 +11,20 @@ use meshrl_federation::{evaluate_policies, train_central, Federation, Federation
 use crate::FederateArgs;
 
 /// Files of a federation's folder that a new run would overwrite.
-const RUN_FILES: [&str; 6] = ["metrics.csv", "rounds.jsonl", "policy.weights", "federation.ckpt", "config.json", "tb"];
+const RUN_FILES: [&str; 9] = [
+    "metrics.csv",
+    "rounds.jsonl",
+    "policy.weights",
+    "federation.ckpt",
+    "config.json",
+    "tb",
+    LEDGER,
+    "ledger.mlg.head",
+    "ledger.mlg.weights",
+];
+
+/// The model ledger's file in the run folder (`[trust]` without `trust.ledger`).
+const LEDGER: &str = "ledger.mlg";
 
 /// Baselines the global model is compared with, strongest first where known.
 const BASELINES: [&str; 5] = ["etx", "etx_trust", "latency", "shortest_path", "random"];
@@ -31,6 +44,12 @@ pub(crate) fn run_federate(args: &FederateArgs) -> Result<()> {
     }
     if let Some(s) = args.seed {
         cfg.federation.seed = s;
+    }
+    if let Some(trust) = cfg.trust.as_mut().filter(|t| t.ledger.is_none()) {
+        let Some(dir) = &args.out else {
+            bail!("[trust] records every model in a ledger: give --out (it goes to OUT/{LEDGER}) or set trust.ledger");
+        };
+        trust.ledger = Some(dir.join(LEDGER));
     }
     cfg.validate()?;
     if !(1..=meshrl_eval::MAX_EPISODES).contains(&args.eval_episodes) {
@@ -101,12 +120,27 @@ pub(crate) fn run_federate(args: &FederateArgs) -> Result<()> {
         cfg.attack.kind,
         100.0 * cfg.attack.fraction
     );
+    if let (Some(t), Some((validators, byzantine))) = (&cfg.trust, fed.validators()) {
+        eprintln!(
+            "trust: {} validators (workers {:?}; tolerate f = {}), {} Byzantine `{}`; ledger {}",
+            validators.len(),
+            validators,
+            (validators.len() - 1) / 3,
+            byzantine.iter().filter(|b| **b).count(),
+            t.byzantine_behavior,
+            fed.ledger_path().map_or(String::new(), |p| p.display().to_string())
+        );
+    }
     let start = Instant::now();
     while fed.round() < rounds {
         let r = fed.run_round()?;
         let delivery = r.global_delivery.map_or("   -  ".to_string(), |d| format!("{d:.3}"));
+        let pbft = match (r.consensus_view, r.consensus_ms) {
+            (Some(v), Some(ms)) => format!(" | PBFT view {v} in {ms:.0} ms"),
+            _ => String::new(),
+        };
         eprintln!(
-            "round {:>4}/{rounds} | {:>3}/{:<3} updates | excluded {} | set aside {:>2} | stragglers {:>2} | lost {:>2} | alive {:>3} | delivery {delivery} | model {} | {:.1} s{}",
+            "round {:>4}/{rounds} | {:>3}/{:<3} updates | excluded {} | set aside {:>2} | stragglers {:>2} | lost {:>2} | alive {:>3} | delivery {delivery} | model {}{pbft} | {:.1} s{}",
             r.round,
             r.participants.len(),
             r.sampled.len(),
@@ -142,6 +176,13 @@ pub(crate) fn run_federate(args: &FederateArgs) -> Result<()> {
         fed.total_samples(),
         fed.model_hash()
     );
+    if let Some(ledger) = fed.ledger_path() {
+        eprintln!(
+            "every accepted model is in {} with its consensus proof (check it with `meshrl ledger verify {}`)",
+            ledger.display(),
+            ledger.display()
+        );
+    }
     if let Some(dir) = &args.out {
         let path = dir.join("policy.weights");
         fed.global_learner()?.save(&path)?;

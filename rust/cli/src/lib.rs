@@ -126,11 +126,20 @@ pub struct EvalArgs {
     /// greedy_hops, backpressure, q_routing, oracle), `baseline:all`, or a trained policy (a
     /// run folder from `meshrl train --out`, or its `policy.weights`). Repeat to compare; the
     /// first is the reference of the paired comparisons.
-    #[arg(long = "policy", required = true)]
+    #[arg(long = "policy", required_unless_present = "incidents")]
     pub policies: Vec<String>,
     /// Scenario TOML (an environment config). Repeat for several.
-    #[arg(long = "scenario", required = true)]
+    #[arg(long = "scenario", required_unless_present = "incidents")]
     pub scenarios: Vec<PathBuf>,
+    /// An incident file (`configs/eval/incidents/*.toml`): run it with and without the MAPE-K
+    /// loop (federated, local-only and threshold detectors) on the same packets, against the
+    /// mesh without the incident. Repeat for several; the detectors are trained once, on the
+    /// first file's scenario. Takes the place of --policy and --scenario.
+    #[arg(long = "incident", conflicts_with_all = ["policies", "scenarios"])]
+    pub incidents: Vec<PathBuf>,
+    /// With --incident: write every action the loops took (JSON lines, with reasons) here.
+    #[arg(long, requires = "incidents")]
+    pub actions: Option<PathBuf>,
     /// Packets per policy and scenario.
     #[arg(long, default_value_t = 2000)]
     pub episodes: usize,

@@ -299,3 +299,35 @@ fn bad_counts_and_existing_runs_are_clear_errors() {
     assert_eq!(rows, 2, "the old run's rows were not removed");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn eval_runs_an_incident_with_and_without_the_loop() {
+    let dir = std::env::temp_dir().join(format!("meshrl-cli-incident-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let incident = dir.join("malicious.toml");
+    std::fs::write(
+        &incident,
+        format!(
+            "scenario = \"{}\"\n[incident]\nkind = \"node_turns_malicious\"\nstart_tick = 150\n\
+             drop_probability = 0.6\n[run]\nticks = 400\ntwins = 2\n",
+            config("eval/static.toml")
+        ),
+    )
+    .unwrap();
+    let actions = dir.join("actions.jsonl");
+    let out = meshrl()
+        .args(["eval", "--incident", incident.to_str().unwrap(), "--actions", actions.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = succeeded(&out);
+    assert!(table.contains("| malicious | federated |"), "{table}");
+    assert!(table.contains("| malicious | threshold |"), "{table}");
+    let log = std::fs::read_to_string(&actions).unwrap();
+    assert!(log.contains("\"action\":\"quarantine\"") && log.contains("overheard"), "{log}");
+    // A bad incident file names the field.
+    std::fs::write(&incident, "scenario = \"x.toml\"\n[incident]\nkind = \"flash_crowd\"\nstart_tick = 1\n").unwrap();
+    let out = meshrl().args(["eval", "--incident", incident.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("incident"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -8,7 +8,7 @@ use meshrl_twin::{LossCause, Twin, UNREACHABLE};
 
 use crate::advert::Adverts;
 use crate::config::{AutoresetMode, EnvConfig, InvalidAction, RewardKind};
-use crate::obs::{write_observation, FeatureSet, Header};
+use crate::obs::{write_observation, write_spec_observation, FeatureSet, Header, NodeRows};
 use crate::EnvError;
 
 /// How a step ended for one environment.
@@ -125,6 +125,7 @@ pub struct StepBuffers {
 struct GroupView<'a> {
     twin: &'a mut Twin,
     adverts: &'a mut Adverts,
+    node_rows: &'a mut NodeRows,
     packets: &'a mut [Packet],
     obs: &'a mut [f32],
     mask: &'a mut [i8],
@@ -149,6 +150,8 @@ pub struct VecEnv {
     twins: Vec<Twin>,
     /// The routing protocol's advertisements on each twin.
     adverts: Vec<Adverts>,
+    /// Each twin's per-node observation rows, shared by the packets at a node.
+    node_rows: Vec<NodeRows>,
     packets: Vec<Packet>,
     buffers: StepBuffers,
     ready: bool,
@@ -186,6 +189,7 @@ impl VecEnv {
             obs_dim: d,
             twins: Vec::new(),
             adverts: Vec::new(),
+            node_rows: Vec::new(),
             packets: Vec::new(),
             buffers,
             ready: false,
@@ -224,6 +228,13 @@ impl VecEnv {
         &self.twins
     }
 
+    /// The twins, mutably: for an incident or a control loop that changes the mesh between
+    /// steps. Observations and masks already in the buffers describe the state before the
+    /// change until the next step.
+    pub fn twins_mut(&mut self) -> &mut [Twin] {
+        &mut self.twins
+    }
+
     /// Twin of environment `i`.
     pub fn twin_of(&self, i: usize) -> &Twin {
         &self.twins[i / self.cfg.env.envs_per_twin]
@@ -247,6 +258,7 @@ impl VecEnv {
             ));
         }
         self.adverts = vec![Adverts::new(self.cfg.env.advert_period_ticks); groups];
+        self.node_rows = vec![NodeRows::default(); groups];
         self.packets = (0..self.num_envs)
             .map(|i| Packet {
                 rng: Xoshiro256PlusPlus::seed_from_u64(seed_of(i)),
@@ -303,6 +315,7 @@ impl VecEnv {
             &self.cfg,
             &mut self.twins,
             &mut self.adverts,
+            &mut self.node_rows,
             &mut self.packets,
             &mut self.buffers,
         );
@@ -312,10 +325,11 @@ impl VecEnv {
     fn start_all(&mut self) -> Result<(), EnvError> {
         let (cfg, groups) = self.groups();
         let start = |g: GroupView<'_>| {
+            g.node_rows.invalidate();
             for j in 0..g.packets.len() {
                 start_episode(cfg, g.twin, &mut g.packets[j]);
                 let (o, m) = rows(cfg, g.obs, g.mask, j);
-                observe(cfg, g.twin, g.adverts, &mut g.packets[j], o, m);
+                observe(cfg, g.twin, g.adverts, g.node_rows, &mut g.packets[j], o, m);
                 g.reward[j] = 0.0;
                 g.terminated[j] = false;
                 g.truncated[j] = false;
@@ -385,6 +399,7 @@ fn split_groups<'a>(
     cfg: &EnvConfig,
     twins: &'a mut [Twin],
     adverts: &'a mut [Adverts],
+    node_rows: &'a mut [NodeRows],
     packets: &'a mut [Packet],
     b: &'a mut StepBuffers,
 ) -> Vec<GroupView<'a>> {
@@ -399,6 +414,7 @@ fn split_groups<'a>(
     twins
         .iter_mut()
         .zip(adverts.iter_mut())
+        .zip(node_rows.iter_mut())
         .zip(packets.chunks_mut(per))
         .zip(b.obs.chunks_mut(per * d))
         .zip(b.mask.chunks_mut(per * k))
@@ -407,10 +423,14 @@ fn split_groups<'a>(
         .zip(b.truncated.chunks_mut(per))
         .zip(b.info.chunks_mut(per))
         .map(
-            |((((((((twin, adverts), packets), obs), mask), reward), terminated), truncated), info)| {
+            |(
+                ((((((((twin, adverts), node_rows), packets), obs), mask), reward), terminated), truncated),
+                info,
+            )| {
                 GroupView {
                     twin,
                     adverts,
+                    node_rows,
                     packets,
                     obs,
                     mask,
@@ -443,6 +463,7 @@ fn observe(
     cfg: &EnvConfig,
     twin: &mut Twin,
     adverts: &mut Adverts,
+    node_rows: &mut NodeRows,
     p: &mut Packet,
     obs: &mut [f32],
     mask: &mut [i8],
@@ -453,7 +474,12 @@ fn observe(
     if cfg.env.features == FeatureSet::Routing || shaping != 0.0 {
         adverts.refresh(twin);
     }
-    write_observation(cfg.env.features, twin, adverts, &p.header(cfg.env.ttl), obs, mask);
+    let header = p.header(cfg.env.ttl);
+    if NodeRows::serves(cfg.env.features, twin) {
+        write_spec_observation(node_rows, twin, &header, obs, mask);
+    } else {
+        write_observation(cfg.env.features, twin, adverts, &header, obs, mask);
+    }
     p.potential = if shaping != 0.0 {
         let etx = adverts.to_destination(dest).etx[p.node as usize];
         -shaping * if etx.is_finite() { etx.min(32.0) } else { 32.0 }
@@ -607,13 +633,14 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
 
     // 2. The mesh moves on.
     g.twin.tick();
+    g.node_rows.invalidate();
 
     // 3. Observations of the new state; losses the tick caused; resets.
     for (j, p) in g.packets.iter_mut().enumerate() {
         let (obs, mask) = rows(cfg, g.obs, g.mask, j);
         if p.needs_reset {
             start_episode(cfg, g.twin, p);
-            observe(cfg, g.twin, g.adverts, p, obs, mask);
+            observe(cfg, g.twin, g.adverts, g.node_rows, p, obs, mask);
             g.info[j] = info_of(p, Outcome::InFlight, 0, true);
             continue;
         }
@@ -641,7 +668,7 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
                 g.info[j] = info_of(p, Outcome::Lost, cause as u8, false);
             }
         }
-        observe(cfg, g.twin, g.adverts, p, obs, mask);
+        observe(cfg, g.twin, g.adverts, g.node_rows, p, obs, mask);
         if !g.terminated[j] && rw.shaping != 0.0 {
             // Non-terminal s' (a truncated episode's s' is too): + γ·Φ(s').
             let f = rw.shaping_gamma * p.potential;
@@ -655,7 +682,7 @@ fn step_group(cfg: &EnvConfig, g: GroupView<'_>, actions: &[i64]) {
                 g.final_mask[j * k..(j + 1) * k].copy_from_slice(mask);
                 g.final_info[j] = g.info[j];
                 start_episode(cfg, g.twin, p);
-                observe(cfg, g.twin, g.adverts, p, obs, mask);
+                observe(cfg, g.twin, g.adverts, g.node_rows, p, obs, mask);
                 g.info[j] = info_of(p, Outcome::InFlight, 0, true);
             } else {
                 p.needs_reset = true;

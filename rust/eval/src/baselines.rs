@@ -36,6 +36,22 @@ pub struct Decision<'a> {
     pub hops: u32,
 }
 
+impl<'a> Decision<'a> {
+    /// Environment `i`'s decision in a step's buffers.
+    pub fn of(b: &'a meshrl_env::StepBuffers, i: usize, obs_dim: usize, num_actions: usize) -> Self {
+        let info = &b.info[i];
+        Decision {
+            env: i,
+            obs: &b.obs[i * obs_dim..(i + 1) * obs_dim],
+            mask: &b.mask[i * num_actions..(i + 1) * num_actions],
+            node: info.node as usize,
+            dest: info.destination as usize,
+            episode: info.episode,
+            hops: info.path_length,
+        }
+    }
+}
+
 /// A routing policy. Twins are addressed by index (environment `i` lives on twin
 /// `i / envs_per_twin`), so routers keep per-twin protocol state.
 pub trait Router: Send {
@@ -57,6 +73,11 @@ pub trait Router: Send {
         _info: &StepInfo,
         _hop_ms: f32,
     ) {
+    }
+    /// Sets a tunable parameter by name (a control loop's "tune the routers" directive);
+    /// false if the router has none of that name or the value is out of range.
+    fn set_parameter(&mut self, _name: &str, _value: f64) -> bool {
+        false
     }
 }
 
@@ -151,9 +172,17 @@ impl Router for GreedyRouter {
 
 /// Link-state routing on measured link costs, refreshed every `refresh_ticks` ticks (the
 /// protocol's probe/advertisement interval), so decisions use stale estimates in between.
+///
+/// A control loop's directives on the twin are flooded at once (a triggered update): when
+/// they change the router takes a new snapshot, in which a quarantined relay and an avoided
+/// link cost [`LinkStateRouter::AVOID_COST`] more (a last resort, never a dead end).
+/// Tunable ([`Router::set_parameter`]): `refresh_ticks` and `queue_weight`, the cost added
+/// per relay for its advertised queue occupancy (0..1), 0 by default (queue-blind, as
+/// OLSR-ETX).
 pub struct LinkStateRouter {
     metric: LinkMetric,
     pub refresh_ticks: u64,
+    pub queue_weight: f64,
     state: HashMap<usize, LinkState>,
 }
 
@@ -201,14 +230,21 @@ struct LinkState {
     graph: CostGraph,
     /// Each node's sender factor in the snapshot, to take it off the holder's own first hop.
     sender_factor: Vec<f64>,
+    /// Cost of passing through each node as a relay: directives and queue weight.
+    relay_cost: Vec<f64>,
+    directives_version: u64,
     to_dest: HashMap<usize, Vec<f64>>,
 }
 
 impl LinkStateRouter {
+    /// Extra cost of a quarantined relay or an avoided link, in the metric's units.
+    pub const AVOID_COST: f64 = 1e4;
+
     pub fn new(metric: LinkMetric, refresh_ticks: u64) -> Self {
         LinkStateRouter {
             metric,
             refresh_ticks: refresh_ticks.max(1),
+            queue_weight: 0.0,
             state: HashMap::new(),
         }
     }
@@ -217,6 +253,21 @@ impl LinkStateRouter {
 impl Router for LinkStateRouter {
     fn reset(&mut self) {
         self.state.clear();
+    }
+    fn set_parameter(&mut self, name: &str, value: f64) -> bool {
+        match name {
+            "refresh_ticks" if value >= 1.0 && value.is_finite() => {
+                self.refresh_ticks = value as u64;
+                true
+            }
+            "queue_weight" if value >= 0.0 && value.is_finite() => {
+                self.queue_weight = value;
+                // Re-plan at the next decision with the new weight.
+                self.state.clear();
+                true
+            }
+            _ => false,
+        }
     }
     fn name(&self) -> String {
         match self.metric {
@@ -227,29 +278,56 @@ impl Router for LinkStateRouter {
     }
     fn next_hop(&mut self, t: usize, twin: &Twin, d: &Decision<'_>) -> usize {
         let metric = self.metric;
-        let stale = |st: &LinkState| twin.ticks() >= st.snapshot_tick + self.refresh_ticks;
+        let stale = |st: &LinkState| {
+            twin.ticks() >= st.snapshot_tick + self.refresh_ticks
+                || st.directives_version != twin.directives_version()
+        };
         let refresh = self.state.get(&t).is_none_or(stale);
         if refresh {
             let sender_factor: Vec<f64> = (0..twin.num_nodes())
                 .map(|u| metric.sender_factor(twin, u))
                 .collect();
-            let graph =
-                CostGraph::new(twin, |u, s| metric.link_cost(twin, u, s) * sender_factor[u]);
+            let directives = twin.has_directives();
+            let graph = CostGraph::new(twin, |u, s| {
+                let avoid = if directives && twin.is_slot_link_avoided(u, s) {
+                    Self::AVOID_COST
+                } else {
+                    0.0
+                };
+                metric.link_cost(twin, u, s) * sender_factor[u] + avoid
+            });
+            let relay_cost = (0..twin.num_nodes())
+                .map(|v| {
+                    let q = if self.queue_weight != 0.0 {
+                        self.queue_weight * twin.queue(v) as f64
+                    } else {
+                        0.0
+                    };
+                    q + if twin.is_quarantined(v) {
+                        Self::AVOID_COST
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
             self.state.insert(
                 t,
                 LinkState {
                     snapshot_tick: twin.ticks(),
                     graph,
                     sender_factor,
+                    relay_cost,
+                    directives_version: twin.directives_version(),
                     to_dest: HashMap::new(),
                 },
             );
         }
         let st = self.state.get_mut(&t).expect("state inserted above");
+        let relay_cost = &st.relay_cost;
         let dist = st
             .to_dest
             .entry(d.dest)
-            .or_insert_with(|| st.graph.distances_to(d.dest, |_| 0.0));
+            .or_insert_with(|| st.graph.distances_to(d.dest, |v| relay_cost[v]));
         let nbrs = twin.neighbors(d.node);
         best_slot(d.mask, |s| {
             let v = nbrs[s] as usize;
@@ -258,7 +336,8 @@ impl Router for LinkStateRouter {
                 .find(|&x| st.graph.neighbor(d.node, x) as usize == v)
                 .map(|x| st.graph.cost(d.node, x) / st.sender_factor[d.node])
                 .unwrap_or_else(|| metric.link_cost(twin, d.node, s));
-            cost + dist[v]
+            let relay = if v == d.dest { 0.0 } else { relay_cost[v] };
+            cost + dist[v] + relay
         })
     }
 }

@@ -108,16 +108,7 @@ pub fn evaluate(
                 actions[i] = if finished[i] {
                     0 // ignored: this step resets the environment
                 } else {
-                    let decision = Decision {
-                        env: i,
-                        obs: &b.obs[i * d..(i + 1) * d],
-                        mask: &b.mask[i * k..(i + 1) * k],
-                        node: info.node as usize,
-                        dest: info.destination as usize,
-                        episode: info.episode,
-                        hops: info.path_length,
-                    };
-                    router.next_hop(i / per_twin, env.twin_of(i), &decision) as i64
+                    router.next_hop(i / per_twin, env.twin_of(i), &Decision::of(b, i, d, k)) as i64
                 };
             }
         }

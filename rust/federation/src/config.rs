@@ -12,6 +12,8 @@
 //! [network]                      # heartbeats, timeouts, the links' frame model
 //! [faults]                       # dropouts, crashes, stragglers, NaN updates
 //! [attack]                       # Byzantine workers
+//! [privacy] / [secagg]           # DP-FedAvg with an accountant / secure aggregation
+//! [trust]                        # signed updates, PBFT on each model, the model ledger
 //! [ppo]                          # each worker's learner (num_envs: its packets in flight)
 //! ```
 
@@ -23,6 +25,7 @@ use meshrl_ppo::PpoConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::privacy::{PrivacyConfig, SecAggSection};
+use crate::trust::TrustSection;
 use crate::FederationError;
 
 /// Rounds, sampling, aggregation and the server optimizer (`[federation]`).
@@ -178,7 +181,9 @@ impl Default for FaultConfig {
 pub struct AttackConfig {
     /// none, sign_flip (−scale × its own update), ipm (−scale × the honest mean), alie (mean +
     /// scale × std of the honest updates), gaussian (honest mean + N(0, scale²)),
-    /// reward_poison (trains on negated rewards, sends that update).
+    /// reward_poison (trains on negated rewards, sends that update), impersonate (sends its
+    /// sign-flipped update under the name of an honest worker that was not sampled; with
+    /// `[trust]` the signature gives it away).
     pub kind: String,
     /// Fraction of workers that are Byzantine (chosen by seed; never the coordinator's node).
     pub fraction: f64,
@@ -196,7 +201,7 @@ impl Default for AttackConfig {
 }
 
 /// The attacks [`AttackConfig::kind`] accepts.
-pub const ATTACKS: [&str; 6] = ["none", "sign_flip", "ipm", "alie", "gaussian", "reward_poison"];
+pub const ATTACKS: [&str; 7] = ["none", "sign_flip", "ipm", "alie", "gaussian", "reward_poison", "impersonate"];
 
 /// The rules [`FederationSettings::rule`] accepts.
 pub const RULES: [&str; 8] = [
@@ -239,6 +244,8 @@ struct FederationFile {
     #[serde(default)]
     secagg: Option<SecAggSection>,
     #[serde(default)]
+    trust: Option<TrustSection>,
+    #[serde(default)]
     ppo: PpoConfig,
 }
 
@@ -257,6 +264,10 @@ pub struct FederationConfig {
     /// Secure aggregation (`[secagg]`; FedAvg only); none without the section.
     #[serde(default)]
     pub secagg: Option<SecAggSection>,
+    /// Signed updates, PBFT on each round's model and the model ledger (`[trust]`); none
+    /// without the section.
+    #[serde(default)]
+    pub trust: Option<TrustSection>,
     pub ppo: PpoConfig,
 }
 
@@ -318,6 +329,12 @@ impl FederationConfig {
         };
         env.topology.seed = Some(file.federation.mesh_seed);
         env.env.sources.clear();
+        let mut trust = file.trust;
+        if let Some(ledger) = trust.as_mut().and_then(|t| t.ledger.as_mut()) {
+            if ledger.is_relative() {
+                *ledger = dir.join(&*ledger);
+            }
+        }
         let cfg = FederationConfig {
             env,
             federation: file.federation,
@@ -326,6 +343,7 @@ impl FederationConfig {
             attack: file.attack,
             privacy: file.privacy,
             secagg: file.secagg,
+            trust,
             ppo: file.ppo,
         };
         cfg.validate()?;
@@ -441,6 +459,9 @@ impl FederationConfig {
         }
         if !self.attack.scale.is_finite() {
             return bad("attack.scale", format!("must be finite, got {}", self.attack.scale));
+        }
+        if let Some(t) = &self.trust {
+            t.validate()?;
         }
         crate::privacy::validate(self.privacy.as_ref(), self.secagg.as_ref(), &f.rule, f.nnm)
     }

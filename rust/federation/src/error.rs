@@ -26,6 +26,9 @@ pub enum FederationError {
     Env(#[from] meshrl_env::EnvError),
     #[error(transparent)]
     Fl(#[from] meshrl_fl::FlError),
+    /// Signatures, PBFT or the ledger (`[trust]`).
+    #[error(transparent)]
+    Trust(#[from] meshrl_trust::TrustError),
 }
 
 impl FederationError {

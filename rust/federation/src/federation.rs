@@ -1,7 +1,8 @@
 //! The coordinator and its workers in one seeded, virtual-time simulation. A round reads top
 //! to bottom: hear heartbeats → sample K alive workers → send the global model over the mesh →
 //! workers train and answer (or drop, straggle, crash, send garbage) → screen, aggregate with
-//! the robust rule → server step → evaluate → name the model by its hash.
+//! the robust rule → server step → (with `[trust]`: validators agree, the ledger records it,
+//! the model is read back from the ledger) → evaluate → name the model by its hash.
 
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::FederationConfig;
 use crate::network::{Direction, Network};
+use crate::trust::Trust;
 use crate::worker::{mix_seed, LocalUpdate, Worker};
 use crate::FederationError;
 
@@ -35,6 +37,7 @@ pub enum NodeState {
 
 /// What happened in one round.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RoundReport {
     pub round: u64,
     /// Attempts made (1 + retries).
@@ -77,6 +80,14 @@ pub struct RoundReport {
     pub epsilon: Option<f64>,
     /// The clip norm C used this round (`[privacy]` only).
     pub clip_norm: Option<f64>,
+    /// The PBFT view that decided the round's model (`[trust]` only; 0: the first primary).
+    pub consensus_view: Option<u64>,
+    /// Virtual time the validators took to decide, ms (`[trust]` only; added to the round).
+    pub consensus_ms: Option<f64>,
+    /// PBFT messages sent to decide (`[trust]` only).
+    pub consensus_messages: Option<u64>,
+    /// Blocks in the ledger after the round (`[trust]` only).
+    pub ledger_blocks: Option<u64>,
     /// Virtual time at the end of the round, seconds.
     pub virtual_time_s: f64,
     /// Wall time of the round, seconds.
@@ -107,21 +118,22 @@ impl RoundReport {
             ("fl/step_norm", self.step_norm),
             ("privacy/epsilon", self.epsilon.unwrap_or(f64::NAN)),
             ("privacy/clip_norm", self.clip_norm.unwrap_or(f64::NAN)),
+            ("trust/consensus_view", self.consensus_view.map_or(f64::NAN, |v| v as f64)),
+            ("trust/consensus_ms", self.consensus_ms.unwrap_or(f64::NAN)),
+            ("trust/consensus_messages", self.consensus_messages.map_or(f64::NAN, |v| v as f64)),
+            ("trust/ledger_blocks", self.ledger_blocks.map_or(f64::NAN, |v| v as f64)),
             ("time/virtual_s", self.virtual_time_s),
             ("time/round_s", self.wall_s),
         ]
     }
 }
 
-/// SHA-256 of a model's weights (little-endian f32), hex: the name of a global model.
+/// The name of a global model: SHA-256 of its weights as a safetensors file (one F32 tensor
+/// `weights`, no metadata), hex; the name the model ledger stores it under.
 pub fn model_hash(weights: &[f32]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"meshrl-model-v1\n");
-    for w in weights {
-        h.update(w.to_le_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    meshrl_trust::weights_hash(weights)
+        .expect("a flat f32 vector always encodes as one 1-D tensor")
+        .to_hex()
 }
 
 /// Splits the mesh into `k` sites around spread-out centres (farthest-point from node 0),
@@ -195,7 +207,23 @@ pub struct Federation {
     twin: Twin,
     /// Holds the global model for evaluation and export.
     holder: Trainer,
+    /// Identities, validators and the ledger (`[trust]`; opened by the first round run).
+    trust: Option<Trust>,
     pub(crate) progress: Progress,
+}
+
+/// Why a round attempt produced no model.
+enum AttemptError {
+    /// The attempt failed (the round is retried, then given up; the global model is kept).
+    Failed(String),
+    /// Retrying cannot help (the ledger is unwritable or belongs to another run).
+    Fatal(FederationError),
+}
+
+impl From<String> for AttemptError {
+    fn from(why: String) -> Self {
+        AttemptError::Failed(why)
+    }
 }
 
 /// One sampled worker's fate in a round attempt.
@@ -231,6 +259,12 @@ impl Federation {
             return Err(FederationError::config(
                 "federation.clients_per_round",
                 format!("is {}, the federation has {w} workers", f.clients_per_round),
+            ));
+        }
+        if let Some(t) = cfg.trust.as_ref().filter(|t| t.validators > w) {
+            return Err(FederationError::config(
+                "trust.validators",
+                format!("is {}, the federation has only {w} workers", t.validators),
             ));
         }
         let coordinator_site = sites.iter().position(|s| s.contains(&f.coordinator_node)).unwrap_or(0);
@@ -271,6 +305,7 @@ impl Federation {
             global,
             twin,
             holder,
+            trust: None,
             progress: Progress {
                 last_seen: vec![None; w],
                 clip_norm: cfg.privacy.as_ref().map(|p| p.clip_norm),
@@ -353,6 +388,35 @@ impl Federation {
         Worker::new(&self.cfg, i, self.sites[i].clone(), poisoned)
     }
 
+    /// The model ledger (`[trust]` only).
+    pub fn ledger_path(&self) -> Option<&std::path::Path> {
+        self.cfg.trust.as_ref().and_then(|t| t.ledger.as_deref())
+    }
+
+    /// The validators (worker indices, in replica order) and which of them are Byzantine
+    /// (`[trust]` only): chosen by seed among all workers.
+    pub fn validators(&self) -> Option<(Vec<usize>, Vec<bool>)> {
+        let t = self.cfg.trust.as_ref()?;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix_seed(&[self.cfg.federation.seed, 0x7a11]));
+        let validators = choose(&(0..self.num_workers()).collect::<Vec<_>>(), t.validators, &mut rng);
+        let bad = choose(&(0..validators.len()).collect::<Vec<_>>(), t.byzantine_validators, &mut rng);
+        let byzantine = (0..validators.len()).map(|r| bad.contains(&r)).collect();
+        Some((validators, byzantine))
+    }
+
+    /// Opens the ledger on the first round run (`[trust]`), checking that it proves the
+    /// current global model (a resumed run's).
+    fn open_trust(&mut self) -> Result<(), FederationError> {
+        let (Some(section), None) = (self.cfg.trust.clone(), self.trust.as_ref()) else {
+            return Ok(());
+        };
+        let (validators, byzantine) = self.validators().expect("[trust] is set");
+        let trust = Trust::open(&section, self.cfg.federation.seed, &self.sites, validators, byzantine)?;
+        trust.check_proven(self.progress.round, &self.global)?;
+        self.trust = Some(trust);
+        Ok(())
+    }
+
     /// The server momentum buffer (zeros without momentum).
     pub fn momentum(&self) -> &[f32] {
         &self.momentum
@@ -424,6 +488,7 @@ impl Federation {
 
     /// One round: attempts until one reaches its quorum or the retries run out.
     pub fn run_round(&mut self) -> Result<RoundReport, FederationError> {
+        self.open_trust()?;
         let start = Instant::now();
         let round = self.progress.round + 1;
         let f = self.cfg.federation.clone();
@@ -461,7 +526,7 @@ impl Federation {
                 self.progress.clock_s = deadline;
                 continue;
             }
-            match self.aggregate(&answers, round, &mut report) {
+            match self.aggregate(&answers, round, attempt, &mut report) {
                 Ok(()) => {
                     report.completed = true;
                     report.failure = None;
@@ -471,12 +536,14 @@ impl Federation {
                     } else {
                         deadline
                     };
+                    self.progress.clock_s += report.consensus_ms.unwrap_or(0.0) / 1000.0;
                     break;
                 }
-                Err(why) => {
+                Err(AttemptError::Failed(why)) => {
                     report.failure = Some(why);
                     self.progress.clock_s = deadline;
                 }
+                Err(AttemptError::Fatal(e)) => return Err(e),
             }
         }
         self.evolve_mesh(self.progress.clock_s - round_start_s);
@@ -539,12 +606,20 @@ impl Federation {
     }
 
     /// Local training of the answering workers, the Byzantine updates, screening, the robust
-    /// rule and the server step. An `Err` is a failed attempt (the global model unchanged).
-    fn aggregate(&mut self, answers: &[Answer], round: u64, report: &mut RoundReport) -> Result<(), String> {
+    /// rule, the server step and (`[trust]`) the validators' agreement. An `Err` is a failed
+    /// attempt (the global model unchanged).
+    fn aggregate(
+        &mut self,
+        answers: &[Answer],
+        round: u64,
+        attempt: u32,
+        report: &mut RoundReport,
+    ) -> Result<(), AttemptError> {
         let attack = self.cfg.attack.kind.clone();
         let model_attack = self.cfg.attack.kind != "none" && attack != "reward_poison";
-        // 1. Workers that train: the honest ones, reward poisoners, sign flippers.
-        let trains = |i: usize| !self.byzantine[i] || attack == "reward_poison" || attack == "sign_flip";
+        let flips = attack == "sign_flip" || attack == "impersonate";
+        // 1. Workers that train: the honest ones, reward poisoners, sign flippers, impersonators.
+        let trains = |i: usize| !self.byzantine[i] || attack == "reward_poison" || flips;
         let mut train_set = vec![false; self.num_workers()];
         for a in answers.iter().filter(|a| trains(a.worker)) {
             train_set[a.worker] = true;
@@ -584,16 +659,26 @@ impl Federation {
         let mut rows: Vec<Vec<f32>> = Vec::new();
         let mut weights: Vec<f32> = Vec::new();
         let mut who: Vec<usize> = Vec::new();
+        let mut signers: Vec<usize> = Vec::new();
         let mut local_delivery = Vec::new();
         let samples = self.cfg.samples_per_round();
+        // An impersonator claims an honest worker that did not answer.
+        let silent_honest: Vec<usize> = (0..self.num_workers())
+            .filter(|&j| !self.byzantine[j] && answers.iter().all(|a| a.worker != j))
+            .collect();
         for a in answers {
             let i = a.worker;
-            if who.contains(&i) {
+            let claimed = if self.byzantine[i] && attack == "impersonate" && !silent_honest.is_empty() {
+                silent_honest[(round as usize + i) % silent_honest.len()]
+            } else {
+                i
+            };
+            if who.contains(&claimed) {
                 continue;
             }
             let row = if a.nan {
                 vec![f32::NAN; d]
-            } else if self.byzantine[i] && attack == "sign_flip" {
+            } else if self.byzantine[i] && flips {
                 trained(i).map(|u| u.delta.iter().map(|x| -scale * x).collect()).unwrap_or_else(|| vec![0.0; d])
             } else if self.byzantine[i] && model_attack {
                 crafted.clone().unwrap_or_else(|| vec![0.0; d])
@@ -604,19 +689,42 @@ impl Federation {
             };
             rows.push(row);
             weights.push(samples as f32);
-            who.push(i);
+            who.push(claimed);
+            signers.push(i);
             report.duplicates_ignored += a.duplicated as usize;
+        }
+
+        // 2b. `[trust]`: each update signed by its sender; the coordinator checks the signature
+        // against the claimed worker's key and refuses replays.
+        let mut signed = Vec::new();
+        if let Some(trust) = self.trust.as_mut() {
+            let mut keep = Vec::with_capacity(rows.len());
+            for j in 0..rows.len() {
+                let u = trust.sign(signers[j], who[j], round, attempt, &rows[j]).map_err(AttemptError::Fatal)?;
+                match trust.accept(&u) {
+                    Ok(()) => {
+                        signed.push(u);
+                        keep.push(j);
+                    }
+                    Err(why) => report.excluded.push((who[j], why)),
+                }
+            }
+            let pick = |v: &[usize]| keep.iter().map(|&j| v[j]).collect::<Vec<_>>();
+            rows = keep.iter().map(|&j| std::mem::take(&mut rows[j])).collect();
+            weights = keep.iter().map(|&j| weights[j]).collect();
+            (who, signers) = (pick(&who), pick(&signers));
         }
 
         // 3. Screening, (NNM), the rule, what it set aside.
         let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
         let screened = meshrl_fl::screen(&refs, Some(weights.as_slice()), d);
-        report.excluded = screened.rejected.iter().map(|(j, why)| (who[*j], why.to_string())).collect();
+        report.excluded.extend(screened.rejected.iter().map(|(j, why)| (who[*j], why.to_string())));
         let kept: Vec<&[f32]> = screened.accepted.iter().map(|&j| refs[j]).collect();
         let kept_weights: Vec<f32> = screened.accepted.iter().map(|&j| weights[j]).collect();
         let kept_who: Vec<usize> = screened.accepted.iter().map(|&j| who[j]).collect();
+        let kept_signers: Vec<usize> = screened.accepted.iter().map(|&j| signers[j]).collect();
         if kept.is_empty() {
-            return Err(format!("every update was rejected ({screened})"));
+            return Err(format!("every update was rejected ({screened})").into());
         }
         let rule: Rule = self.cfg.rule(kept.len());
         let mixed;
@@ -647,7 +755,7 @@ impl Federation {
             (rule.apply(&inputs, Some(kept_weights.as_slice())).map_err(|e| format!("aggregation failed: {e}"))?, None)
         };
         if aggregate.iter().any(|x| !x.is_finite()) {
-            return Err("the aggregate is not finite; the global model was kept".into());
+            return Err(String::from("the aggregate is not finite; the global model was kept").into());
         }
         report.set_aside = meshrl_fl::set_aside(&rule, &inputs, &aggregate).into_iter().map(|j| kept_who[j]).collect();
 
@@ -663,12 +771,52 @@ impl Federation {
             step_sq += (step as f64).powi(2);
         }
         if next.iter().any(|x| !x.is_finite()) {
-            return Err("the server step made the model non-finite; the global model was kept".into());
+            return Err(String::from("the server step made the model non-finite; the global model was kept").into());
         }
+
+        // 5. The privacy this release would spend (`[privacy]`).
+        let sample_rate = (self.cfg.federation.clients_per_round as f64 / self.num_workers() as f64).min(1.0);
+        let epsilon = match &self.cfg.privacy {
+            Some(p) => Some(crate::privacy::epsilon(p, sample_rate, self.progress.private_rounds + 1)?),
+            None => None,
+        };
+
+        // 6. `[trust]`: the validators agree on (round, model hash, certificate), the ledger
+        // records both blocks, and the model is read back from the ledger as a node loads it.
+        if let Some(trust) = self.trust.as_mut() {
+            let set_aside = report
+                .excluded
+                .iter()
+                .cloned()
+                .chain(report.set_aside.iter().map(|&i| (i, format!("set aside by {}", fcfg.rule))))
+                .collect();
+            let update = trust
+                .model_update(round, &next, format!("{rule:?}"), &kept_who, set_aside, epsilon, signed)
+                .map_err(AttemptError::Fatal)?;
+            let certified = trust.certify(update, &next, attempt).map_err(|e| match e {
+                FederationError::Trust(meshrl_trust::TrustError::NoAgreement(why)) => {
+                    AttemptError::Failed(format!("no consensus proof, the model was not accepted: {why}"))
+                }
+                e => AttemptError::Fatal(e),
+            })?;
+            if certified.weights != next {
+                return Err(AttemptError::Fatal(FederationError::input(
+                    "ledger",
+                    "the model read back from the ledger differs from the one certified",
+                )));
+            }
+            next = certified.weights;
+            report.consensus_view = Some(certified.view);
+            report.consensus_ms = Some(certified.decided_ms as f64);
+            report.consensus_messages = Some(certified.messages);
+            report.ledger_blocks = Some(certified.blocks);
+        }
+
+        // 7. Commit.
         self.global = next;
         self.momentum = momentum;
         report.participants = kept_who.clone();
-        report.byzantine_participants = kept_who.iter().filter(|&&i| self.byzantine[i]).count();
+        report.byzantine_participants = kept_signers.iter().filter(|&&i| self.byzantine[i]).count();
         report.samples = samples * kept_who.len() as u64;
         report.local_delivery = if local_delivery.is_empty() {
             0.0
@@ -677,12 +825,11 @@ impl Federation {
         };
         report.step_norm = step_sq.sqrt();
         self.progress.total_samples += report.samples;
-        if let Some(p) = &self.cfg.privacy {
+        if self.cfg.privacy.is_some() {
             report.clip_norm = self.progress.clip_norm;
             self.progress.clip_norm = next_clip;
             self.progress.private_rounds += 1;
-            let q = (self.cfg.federation.clients_per_round as f64 / self.num_workers() as f64).min(1.0);
-            report.epsilon = Some(crate::privacy::epsilon(p, q, self.progress.private_rounds)?);
+            report.epsilon = epsilon;
         }
         Ok(())
     }

@@ -5,7 +5,9 @@
 //!
 //! Everything runs in one process on a seeded virtual clock ([`Federation`]): message delays
 //! and losses come from the mesh's links ([`network`]), faults and attacks from the config.
-//! The same seed gives the same global model hash. For federations across real machines,
+//! The same seed gives the same global model hash. With `[trust]`, workers sign their updates,
+//! validators agree on each round's model with PBFT and the model ledger records it
+//! ([`TrustSection`]). For federations across real machines,
 //! `meshrl.flower` runs the same workers under Flower.
 
 mod checkpoint;
@@ -15,6 +17,7 @@ mod error;
 mod federation;
 pub mod network;
 mod privacy;
+mod trust;
 mod worker;
 
 pub use compare::{evaluate_policies, train_central, PolicyComparison};
@@ -24,4 +27,5 @@ pub use config::{
 pub use error::FederationError;
 pub use federation::{model_hash, Federation, NodeState, RoundReport};
 pub use privacy::{PrivacyConfig, SecAggSection};
+pub use trust::{TrustSection, VALIDATOR_BEHAVIORS};
 pub use worker::{mix_seed, LocalUpdate, Worker};

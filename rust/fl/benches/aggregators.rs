@@ -1,10 +1,11 @@
 //! Each rule on n = 100 clients of d = 100,000 against FedAvg as the baseline, and FedAvg
-//! against a memory copy of the same bytes.
+//! against a memory copy of the same bytes. `rule.apply` takes screened rows; `aggregate_*`
+//! and `screen` show what screening for NaN/Inf adds (the path the Python API takes).
 //!
 //! cargo bench -p meshrl-fl --bench aggregators
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use meshrl_fl::{rules, Rule};
+use meshrl_fl::{aggregate, rules, screen, OnInvalid, Rule};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -50,6 +51,15 @@ fn bench(c: &mut Criterion) {
         ),
     ] {
         g.bench_function(name, |b| b.iter(|| rule.apply(&rows, None).unwrap()));
+    }
+    g.bench_function("screen", |b| b.iter(|| screen(&rows, None, d)));
+    for (name, rule) in [
+        ("aggregate_fedavg", Rule::FedAvg),
+        ("aggregate_median", Rule::Median),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| aggregate(&rule, &rows, None, d, OnInvalid::Error).unwrap())
+        });
     }
     g.bench_function("nnm_f10", |b| b.iter(|| rules::nnm(&rows, 10).unwrap()));
     g.finish();

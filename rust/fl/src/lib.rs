@@ -9,6 +9,7 @@
 pub mod attacks;
 mod blocks;
 mod error;
+mod network;
 pub mod rules;
 mod validate;
 
@@ -87,6 +88,16 @@ pub fn aggregate(
             });
         }
     }
+    if matches!(rule, Rule::FedAvg | Rule::GeometricMedian { .. }) {
+        // These rules notice a NaN or infinite input on their own, so they run first and the
+        // values are read for a report only when they did: one pass over the updates fewer.
+        let shapes = validate::screen_shapes(rows, weights, dim);
+        if shapes.rejected.is_empty() || on_invalid == OnInvalid::Drop {
+            if let Some(out) = unscreened(rule, rows, weights, &shapes) {
+                return Ok((out, shapes));
+            }
+        }
+    }
     let report = screen(rows, weights, dim);
     if !report.rejected.is_empty() && on_invalid == OnInvalid::Error {
         return Err(FlError::InvalidClients(report));
@@ -104,4 +115,36 @@ pub fn aggregate(
         weights.map(|w| report.accepted.iter().map(|&i| w[i]).collect());
     let out = rule.apply(&kept, kept_weights.as_deref())?;
     Ok((out, report))
+}
+
+/// `rule` on the clients `shapes` accepted, unless a value turned out NaN or infinite (or the
+/// rule failed): then `None`, and the caller screens and runs it again. FedAvg's mean turns
+/// non-finite wherever an input does (weights are >= 0); the geometric median checks its
+/// first distances.
+fn unscreened(
+    rule: &Rule,
+    rows: &[&[f32]],
+    weights: Option<&[f32]>,
+    shapes: &Report,
+) -> Option<Vec<f32>> {
+    use rayon::prelude::*;
+    if shapes.accepted.is_empty() {
+        return None;
+    }
+    let kept: Vec<&[f32]> = shapes.accepted.iter().map(|&i| rows[i]).collect();
+    let kept_weights: Option<Vec<f32>> =
+        weights.map(|w| shapes.accepted.iter().map(|&i| w[i]).collect());
+    let w = kept_weights.as_deref();
+    match rule {
+        Rule::FedAvg => {
+            let out = fedavg(&kept, w).ok()?;
+            out.par_chunks(1 << 16)
+                .all(|c| c.iter().all(|x| x.is_finite()))
+                .then_some(out)
+        }
+        Rule::GeometricMedian { nu, max_iter, eps } => {
+            rules::geometric_median_unscreened(&kept, w, *nu, *max_iter, *eps).ok()?
+        }
+        _ => None,
+    }
 }

@@ -2,10 +2,12 @@
 //! per-client weights (example counts) and returns the aggregate (length `d`). Where Flower has
 //! the rule, the semantics match `flwr/server/strategy/aggregate.py`.
 
-use rayon::prelude::*;
-
-use crate::blocks::{distance, pairwise_sq_distances, per_coordinate, weighted_sum};
+use crate::blocks::{
+    distance, from_key, mix_and_measure, mixed_rows, pairwise_sq_distances, per_block_sorted,
+    per_coordinate, sq_distances_to, to_key, weighted_sum,
+};
 use crate::error::{invalid, FlError};
+use crate::network::{Network, LANES, MAX_CLIENTS};
 
 fn normalized(weights: Option<&[f32]>, n: usize) -> Result<Vec<f64>, FlError> {
     let w: Vec<f64> = match weights {
@@ -136,13 +138,9 @@ fn to_keys(v: &mut [f32]) -> &mut [u32] {
     let keys: &mut [u32] =
         unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) };
     for k in keys.iter_mut() {
-        *k = if *k >> 31 == 1 { !*k } else { *k | 0x8000_0000 };
+        *k = to_key(f32::from_bits(*k));
     }
     keys
-}
-
-fn from_key(k: u32) -> f32 {
-    f32::from_bits(if k >> 31 == 1 { k & 0x7fff_ffff } else { !k })
 }
 
 /// Median of `v` (mean of the two middle values when `len` is even, as NumPy). Scrambles `v`.
@@ -155,15 +153,43 @@ fn median_of(v: &mut [f32]) -> f32 {
         from_key(*m)
     } else {
         let below = from_key(lower.iter().copied().max().unwrap_or(*m));
-        ((below as f64 + from_key(*m) as f64) / 2.0) as f32
+        middle_mean(below, from_key(*m))
     }
+}
+
+/// The median of an even count: the mean of the two middle values, in f64.
+fn middle_mean(a: f32, b: f32) -> f32 {
+    ((a as f64 + b as f64) / 2.0) as f32
+}
+
+/// Region cuts that put the median's one or two values in a region of their own.
+fn median_cuts(n: usize) -> Vec<usize> {
+    let mid = n / 2;
+    let first = if n % 2 == 1 { mid } else { mid - 1 };
+    [first, mid + 1].into_iter().filter(|&c| c > 0 && c < n).collect()
 }
 
 /// Coordinate-wise median. Unweighted (Flower's `aggregate_median`).
 pub fn median(rows: &[&[f32]]) -> Result<Vec<f32>, FlError> {
     let d = dim(rows)?;
+    let n = rows.len();
     let mut out = vec![0f32; d];
-    per_coordinate(rows, &mut out, |v, _| median_of(v));
+    if n > MAX_CLIENTS {
+        per_coordinate(rows, &mut out, |v, _| median_of(v));
+        return Ok(out);
+    }
+    let net = Network::regions(n, &median_cuts(n));
+    let mid = n / 2;
+    per_block_sorted(rows, &net, &mut out, |keys, out| {
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = if n % 2 == 1 {
+                from_key(keys[mid][c])
+            } else {
+                // The network leaves the two middle values at mid - 1 and mid, in either order.
+                middle_mean(from_key(keys[mid - 1][c]), from_key(keys[mid][c]))
+            };
+        }
+    });
     Ok(out)
 }
 
@@ -184,6 +210,21 @@ pub fn trimmed_mean(rows: &[&[f32]], beta: f64) -> Result<Vec<f32>, FlError> {
     }
     let (lo, hi) = (cut, n - cut);
     let mut out = vec![0f32; d];
+    if cut > 0 && n <= MAX_CLIENTS {
+        let net = Network::regions(n, &[lo, hi]);
+        per_block_sorted(rows, &net, &mut out, |keys, out| {
+            let mut acc = [0f64; LANES];
+            for k in &keys[lo..hi] {
+                for (a, &key) in acc.iter_mut().zip(k) {
+                    *a += from_key(key) as f64;
+                }
+            }
+            for (o, a) in out.iter_mut().zip(acc) {
+                *o = (a / (hi - lo) as f64) as f32;
+            }
+        });
+        return Ok(out);
+    }
     per_coordinate(rows, &mut out, |v, _| {
         if cut == 0 {
             return (v.iter().map(|&x| x as f64).sum::<f64>() / n as f64) as f32;
@@ -226,6 +267,33 @@ pub fn bulyan(rows: &[&[f32]], num_byzantine: usize) -> Result<Vec<f32>, FlError
     }
     let chosen: Vec<&[f32]> = selected.iter().map(|&i| rows[i]).collect();
     let mut out = vec![0f32; d];
+    if theta <= MAX_CLIENTS {
+        // Sorted, the `beta` values closest to the median are a window of consecutive ones.
+        let net = Network::regions(theta, &(1..theta).collect::<Vec<_>>());
+        let mid = theta / 2;
+        per_block_sorted(&chosen, &net, &mut out, |keys, out| {
+            for (c, o) in out.iter_mut().enumerate() {
+                let at = |i: usize| from_key(keys[i][c]);
+                let med = if theta % 2 == 1 {
+                    at(mid)
+                } else {
+                    middle_mean(at(mid - 1), at(mid))
+                };
+                // Slide right while the value entering is no farther than the one leaving
+                // (on a tie either is right; going on keeps equal values such as -0 and 0
+                // from stopping the slide short).
+                let mut start = 0;
+                while start + beta < theta
+                    && (at(start + beta) - med).abs() <= (med - at(start)).abs()
+                {
+                    start += 1;
+                }
+                let s: f64 = (start..start + beta).map(|i| at(i) as f64).sum();
+                *o = (s / beta as f64) as f32;
+            }
+        });
+        return Ok(out);
+    }
     per_coordinate(&chosen, &mut out, |v, _| {
         let mut scratch = v.to_vec();
         let med = median_of(&mut scratch);
@@ -247,6 +315,30 @@ pub fn geometric_median(
     max_iter: usize,
     eps: f64,
 ) -> Result<Vec<f32>, FlError> {
+    weiszfeld(rows, weights, nu, max_iter, eps, false).map(|z| z.expect("not checked"))
+}
+
+/// [`geometric_median`] of rows nobody screened: `None` if some value is NaN or infinite.
+/// The first pass tells: such a value makes the mean non-finite at its coordinate, and with
+/// it every distance to the mean.
+pub(crate) fn geometric_median_unscreened(
+    rows: &[&[f32]],
+    weights: Option<&[f32]>,
+    nu: f64,
+    max_iter: usize,
+    eps: f64,
+) -> Result<Option<Vec<f32>>, FlError> {
+    weiszfeld(rows, weights, nu, max_iter, eps, true)
+}
+
+fn weiszfeld(
+    rows: &[&[f32]],
+    weights: Option<&[f32]>,
+    nu: f64,
+    max_iter: usize,
+    eps: f64,
+    check_finite: bool,
+) -> Result<Option<Vec<f32>>, FlError> {
     if !(nu > 0.0 && nu.is_finite()) {
         return Err(invalid("nu", format!("must be > 0, got {nu}")));
     }
@@ -254,12 +346,17 @@ pub fn geometric_median(
         return Err(invalid("eps", format!("must be >= 0, got {eps}")));
     }
     let alpha = normalized(weights, rows.len())?;
-    let mut z = fedavg(rows, weights)?;
-    let objective = |z: &[f32]| -> (f64, Vec<f64>) {
-        let dists: Vec<f64> = rows.iter().map(|r| distance(z, r)).collect();
-        (dists.iter().zip(&alpha).map(|(d, a)| d * a).sum(), dists)
-    };
-    let (mut obj, mut dists) = objective(&z);
+    let d = dim(rows)?;
+    // Each pass computes the new z and, from the same read of the updates, its distances.
+    let mut z = vec![0f32; d];
+    let to_norms = |sq: Vec<f64>| -> Vec<f64> { sq.into_iter().map(f64::sqrt).collect() };
+    let mut dists = to_norms(mix_and_measure(rows, &alpha, 0.0, &mut z));
+    if check_finite && !dists.iter().all(|d| d.is_finite()) {
+        return Ok(None);
+    }
+    let objective = |dists: &[f64]| -> f64 { dists.iter().zip(&alpha).map(|(d, a)| d * a).sum() };
+    let mut obj = objective(&dists);
+    let mut next = vec![0f32; d];
     for _ in 0..max_iter {
         let beta: Vec<f64> = alpha
             .iter()
@@ -268,8 +365,9 @@ pub fn geometric_median(
             .collect();
         let total: f64 = beta.iter().sum();
         let beta: Vec<f64> = beta.iter().map(|b| b / total).collect();
-        weighted_sum(rows, &beta, &mut z);
-        let (new_obj, new_dists) = objective(&z);
+        let new_dists = to_norms(mix_and_measure(rows, &beta, 0.0, &mut next));
+        std::mem::swap(&mut z, &mut next);
+        let new_obj = objective(&new_dists);
         let done = (obj - new_obj).abs() <= eps * new_obj;
         obj = new_obj;
         dists = new_dists;
@@ -277,7 +375,7 @@ pub fn geometric_median(
             break;
         }
     }
-    Ok(z)
+    Ok(Some(z))
 }
 
 /// Centered clipping (Karimireddy et al. 2021): starting from `center` (the previous
@@ -309,22 +407,24 @@ pub fn centered_clipping(
         None => median(rows)?,
     };
     let w = normalized(weights, rows.len())?;
+    if iterations == 0 {
+        return Ok(v);
+    }
+    // Each pass moves v and, from the same read of the updates, measures the distances the
+    // next iteration clips by.
+    let mut sq = sq_distances_to(rows, &v);
     for _ in 0..iterations {
-        let scale: Vec<f64> = rows
+        let scale: Vec<f64> = sq
             .iter()
             .zip(&w)
-            .map(|(r, wi)| {
-                let norm = distance(r, &v);
+            .map(|(&s, wi)| {
+                let norm = s.sqrt();
                 wi * if norm > tau { tau / norm } else { 1.0 }
             })
             .collect();
         // v + Σ s_i (x_i - v) = (1 - Σ s_i) v + Σ s_i x_i
         let keep = 1.0 - scale.iter().sum::<f64>();
-        let mut moved = vec![0f32; d];
-        weighted_sum(rows, &scale, &mut moved);
-        v.par_iter_mut()
-            .zip(moved)
-            .for_each(|(vi, m)| *vi = (keep * *vi as f64 + m as f64) as f32);
+        sq = mix_and_measure(rows, &scale, keep, &mut v);
     }
     Ok(v)
 }
@@ -345,18 +445,21 @@ pub fn nnm(rows: &[&[f32]], num_byzantine: usize) -> Result<Vec<f32>, FlError> {
     }
     let keep = n - num_byzantine;
     let dist = pairwise_sq_distances(rows);
+    let chosen: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| {
+                dist[i * n + a]
+                    .total_cmp(&dist[i * n + b])
+                    .then((a != i).cmp(&(b != i)))
+                    .then(a.cmp(&b))
+            });
+            order.truncate(keep);
+            order
+        })
+        .collect();
     let mut out = vec![0f32; n * d];
-    for (i, row_out) in out.chunks_mut(d).enumerate() {
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| {
-            dist[i * n + a]
-                .total_cmp(&dist[i * n + b])
-                .then((a != i).cmp(&(b != i)))
-                .then(a.cmp(&b))
-        });
-        let chosen: Vec<&[f32]> = order[..keep].iter().map(|&j| rows[j]).collect();
-        weighted_sum(&chosen, &vec![1.0 / keep as f64; keep], row_out);
-    }
+    mixed_rows(rows, &chosen, 1.0 / keep as f64, &mut out);
     Ok(out)
 }
 
@@ -446,5 +549,100 @@ mod set_aside_tests {
         let rule = Rule::Krum { num_byzantine: 2, num_selected: 1 };
         let agg = rule.apply(&refs, None).unwrap();
         assert_eq!(set_aside(&rule, &refs, &agg).len(), 8);
+    }
+}
+
+#[cfg(test)]
+mod network_path_tests {
+    //! The comparator-network paths of the coordinate-wise rules against a plain sort per
+    //! coordinate, on random inputs with many ties and both zeros.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn column(rows: &[&[f32]], c: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = rows.iter().map(|r| r[c]).collect();
+        v.sort_by(f32::total_cmp);
+        v
+    }
+
+    fn mean(v: &[f32]) -> f32 {
+        (v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64) as f32
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n * d)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                match s % 8 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => ((s >> 8) % 41) as f32 * 0.25 - 5.0,
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn network_rules_match_a_sort_per_coordinate(
+            n in 1usize..=MAX_CLIENTS, d in 1usize..300, seed in 0u64..1000,
+        ) {
+            let x = data(n, d, seed);
+            let rows: Vec<&[f32]> = x.chunks(d).collect();
+            let med = median(&rows).unwrap();
+            let cut = n / 5;
+            let trimmed = trimmed_mean(&rows, if 2 * cut < n { cut as f64 / n as f64 + 1e-9 } else { 0.0 }).unwrap();
+            for c in 0..d {
+                let v = column(&rows, c);
+                let m = if n % 2 == 1 { v[n / 2] } else { middle_mean(v[n / 2 - 1], v[n / 2]) };
+                prop_assert_eq!(med[c].to_bits(), m.to_bits(), "median n {} coord {}", n, c);
+                let t = if 2 * cut < n { mean(&v[cut..n - cut]) } else { mean(&v) };
+                prop_assert!(close(trimmed[c], t), "trimmed n {} coord {}: {} vs {}", n, c, trimmed[c], t);
+            }
+        }
+
+        #[test]
+        fn network_bulyan_matches_a_sort_per_coordinate(
+            f in 0usize..6, extra in 0usize..40, d in 1usize..200, seed in 0u64..1000,
+        ) {
+            let n = 4 * f + 3 + extra;
+            let x = data(n, d, seed);
+            let rows: Vec<&[f32]> = x.chunks(d).collect();
+            let out = bulyan(&rows, f).unwrap();
+            // Bulyan's coordinate stage on the clients its Krum rounds select.
+            let dist = pairwise_sq_distances(&rows);
+            let mut remaining: Vec<usize> = (0..n).collect();
+            let mut chosen = Vec::new();
+            for _ in 0..n - 2 * f {
+                let scores = scores_among(&dist, n, &remaining, f);
+                let candidates: Vec<&[f32]> = remaining.iter().map(|&i| rows[i]).collect();
+                chosen.push(rows[remaining.remove(lowest(&scores, &candidates, 1)[0])]);
+            }
+            let beta = n - 4 * f;
+            for c in 0..d {
+                let v = column(&chosen, c);
+                let t = v.len();
+                let med = if t % 2 == 1 { v[t / 2] } else { middle_mean(v[t / 2 - 1], v[t / 2]) };
+                let mut by_distance = v.clone();
+                by_distance.sort_by(|a, b| (a - med).abs().total_cmp(&(b - med).abs()));
+                // Ties in distance may pick either value; the k-th distance must agree.
+                let kth = (by_distance[beta - 1] - med).abs();
+                let inside: Vec<f32> = v.iter().copied().filter(|x| (x - med).abs() < kth).collect();
+                let lo = mean(&[inside.clone(), vec![med - kth; beta - inside.len()]].concat());
+                let hi = mean(&[inside.clone(), vec![med + kth; beta - inside.len()]].concat());
+                prop_assert!(
+                    out[c] >= lo.min(hi) - 1e-5 && out[c] <= lo.max(hi) + 1e-5,
+                    "bulyan coord {}: {} not in [{}, {}]", c, out[c], lo, hi
+                );
+            }
+        }
     }
 }

@@ -57,6 +57,16 @@ pub enum OnInvalid {
 
 /// Screens `rows` (and `weights`, if given) against length `dim`.
 pub fn screen(rows: &[&[f32]], weights: Option<&[f32]>, dim: usize) -> Report {
+    screen_with(rows, weights, dim, true)
+}
+
+/// [`screen`] without reading the values: lengths and weights only. For rules whose result
+/// turns non-finite whenever an input does (FedAvg), so the values need a look only then.
+pub(crate) fn screen_shapes(rows: &[&[f32]], weights: Option<&[f32]>, dim: usize) -> Report {
+    screen_with(rows, weights, dim, false)
+}
+
+fn screen_with(rows: &[&[f32]], weights: Option<&[f32]>, dim: usize, values: bool) -> Report {
     use rayon::prelude::*;
     let verdicts: Vec<Option<Rejection>> = rows
         .par_iter()
@@ -73,9 +83,7 @@ pub fn screen(rows: &[&[f32]], weights: Option<&[f32]>, dim: usize) -> Report {
                     return Some(Rejection::BadWeight);
                 }
             }
-            // Sum of x*0 is NaN exactly when some x is NaN or infinite: one vectorizable pass.
-            let poisoned = row.iter().fold(0.0f32, |acc, &x| acc + x * 0.0);
-            if poisoned.is_nan() {
+            if values && crate::blocks::has_non_finite(row) {
                 let count = row.iter().filter(|x| !x.is_finite()).count();
                 let first = row.iter().position(|x| !x.is_finite()).unwrap_or(0);
                 return Some(Rejection::NonFinite { count, first });

@@ -255,3 +255,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rules_that_skip_screening_report_non_finite_clients_like_every_rule() {
+    // FedAvg and the geometric median read the values only when a non-finite one shows in
+    // their own arithmetic; the report and the result must be those of screening first.
+    let d = 50;
+    let mut data = matrix(6, d, 5);
+    data[d + 7] = f32::NAN;
+    data[3 * d + 49] = f32::NEG_INFINITY;
+    let r = rows(&data, d);
+    let w = [1.0f32, 2.0, 1.0, 0.0, 3.0, 1.0];
+    let geomed = Rule::GeometricMedian {
+        nu: 1e-6,
+        max_iter: 50,
+        eps: 1e-9,
+    };
+    for rule in [Rule::FedAvg, geomed] {
+        for weights in [None, Some(&w[..])] {
+            let e = aggregate(&rule, &r, weights, d, OnInvalid::Error).unwrap_err();
+            let FlError::InvalidClients(report) = e else {
+                panic!("{rule:?}: {e}")
+            };
+            let rejected: Vec<usize> = report.rejected.iter().map(|(i, _)| *i).collect();
+            assert_eq!(rejected, vec![1, 3], "{rule:?}");
+            let (out, report) = aggregate(&rule, &r, weights, d, OnInvalid::Drop).unwrap();
+            assert_eq!(report.accepted, vec![0, 2, 4, 5]);
+            let kept: Vec<&[f32]> = report.accepted.iter().map(|&i| r[i]).collect();
+            let kept_w: Option<Vec<f32>> =
+                weights.map(|w| report.accepted.iter().map(|&i| w[i]).collect());
+            assert_eq!(
+                out,
+                rule.apply(&kept, kept_w.as_deref()).unwrap(),
+                "{rule:?}"
+            );
+        }
+        // All finite: no rejection, the rule's own result.
+        let clean = matrix(6, d, 6);
+        let rc = rows(&clean, d);
+        let (out, report) = aggregate(&rule, &rc, None, d, OnInvalid::Error).unwrap();
+        assert!(report.rejected.is_empty());
+        assert_eq!(out, rule.apply(&rc, None).unwrap(), "{rule:?}");
+    }
+}

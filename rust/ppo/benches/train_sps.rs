@@ -4,9 +4,38 @@
 //! per epoch) and the prototype's (10 epochs, minibatches of 64).
 //!
 //! cargo bench -p meshrl-ppo --bench train_sps
+//!
+//! For other machines (`scripts/bench-gpu`): `MESHRL_BENCH_DEVICE` (`cpu`, `wgpu`, `auto`;
+//! default `auto`) picks the backend and `MESHRL_BENCH_NUM_ENVS` (comma-separated, e.g.
+//! `4096,16384,65536`) the sizes; the prototype setting runs only where its batch fits 4,096.
 
 use meshrl_env::EnvConfig;
-use meshrl_ppo::{PpoConfig, Trainer};
+use meshrl_ppo::{DeviceChoice, PpoConfig, Trainer};
+
+/// Sizes from `MESHRL_BENCH_NUM_ENVS`, else 8, 256 and 4,096.
+fn sizes() -> Vec<usize> {
+    match std::env::var("MESHRL_BENCH_NUM_ENVS") {
+        Ok(list) => list
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse::<usize>()
+                    .expect("MESHRL_BENCH_NUM_ENVS: comma-separated counts")
+            })
+            .collect(),
+        Err(_) => vec![8, 256, 4096],
+    }
+}
+
+/// Backend from `MESHRL_BENCH_DEVICE`, else `auto`.
+fn device() -> DeviceChoice {
+    match std::env::var("MESHRL_BENCH_DEVICE") {
+        Ok(name) => name
+            .parse::<DeviceChoice>()
+            .expect("MESHRL_BENCH_DEVICE: cpu, wgpu or auto"),
+        Err(_) => DeviceChoice::Auto,
+    }
+}
 
 fn main() {
     let mut env = EnvConfig::from_toml_file(concat!(
@@ -16,13 +45,14 @@ fn main() {
     .unwrap();
     env.env.envs_per_twin = 4;
     env.reward.hop_cost = 0.5;
-    println!("| setting | num_envs | batch | SPS | env | inference | update |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let device = device();
+    println!("| setting | device | num_envs | batch | SPS | env | inference | update |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (label, prototype) in [
         ("throughput (4 epochs × 4 minibatches)", false),
         ("prototype (10 epochs, minibatch 64)", true),
     ] {
-        for num_envs in [8usize, 256, 4096] {
+        for num_envs in sizes() {
             let num_steps = if num_envs >= 4096 {
                 16
             } else if num_envs >= 256 {
@@ -39,6 +69,7 @@ fn main() {
                 num_steps,
                 epochs: if prototype { 10 } else { 4 },
                 minibatch_size: if prototype { 64 } else { batch / 4 },
+                device,
                 ..PpoConfig::default()
             };
             let mut t = Trainer::new(env.clone(), cfg).unwrap();
@@ -55,7 +86,8 @@ fn main() {
                 wall = start.elapsed().as_secs_f64();
             }
             println!(
-                "| {label} | {num_envs} | {batch} | {:.0} | {:.0} % | {:.0} % | {:.0} % |",
+                "| {label} | {} | {num_envs} | {batch} | {:.0} | {:.0} % | {:.0} % | {:.0} % |",
+                t.learner.device_name(),
                 steps as f64 / wall,
                 100.0 * env_s / wall,
                 100.0 * inf_s / wall,

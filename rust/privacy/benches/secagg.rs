@@ -1,6 +1,6 @@
 //! Secure aggregation of n = 100 clients' d = 10,000-value vectors (a routing policy's size):
-//! setup (rounds 0–1: keys, Shamir shares, sealed channels) and one round (rounds 2–3: masked
-//! inputs, unmasking), all parties in process with the clients in parallel as `secure_sum`
+//! setup (rounds 0–1: keys, Shamir shares, sealed channels) and one round (rounds 2–4: masked
+//! inputs, consistency check, unmasking), all parties in process with the clients in parallel as `secure_sum`
 //! runs them; the complete graph (SecAgg) and a Harary graph of degree 14 (SecAgg+).
 //!
 //! CARGO_TARGET_DIR=/root/.cache/meshrl/target-light cargo bench -p meshrl-privacy --bench secagg
@@ -64,7 +64,7 @@ fn setup(clients: &mut [Client], server: &mut Server) -> Vec<Vec<EncryptedShare>
     server.receive_shares(shares).unwrap()
 }
 
-/// Rounds 2 and 3, with `dropped` clients sending no masked input.
+/// Rounds 2 to 4, with `dropped` clients sending no masked input.
 fn round(
     mut clients: Vec<Client>,
     server: &mut Server,
@@ -77,7 +77,12 @@ fn round(
         .par_iter_mut()
         .map(|c| c.masked_input(&inboxes[c.id()], &inputs[c.id()]).unwrap())
         .collect();
-    let request = server.receive_masked_inputs(masked).unwrap();
+    let announced = server.receive_masked_inputs(masked).unwrap();
+    let signatures = clients
+        .par_iter_mut()
+        .map(|c| c.check_consistency(&announced).unwrap())
+        .collect();
+    let request = server.receive_consistency_signatures(signatures).unwrap();
     let responses = clients
         .par_iter_mut()
         .map(|c| c.unmask(&request).unwrap())

@@ -133,7 +133,12 @@ fn main() {
                     .par_iter_mut()
                     .map(|c| c.masked_input(&inboxes[c.id()], &inputs[c.id()]).unwrap())
                     .collect();
-                let request = server.receive_masked_inputs(masked).unwrap();
+                let announced = server.receive_masked_inputs(masked).unwrap();
+                let signatures = clients
+                    .par_iter_mut()
+                    .map(|c| c.check_consistency(&announced).unwrap())
+                    .collect();
+                let request = server.receive_consistency_signatures(signatures).unwrap();
                 let responses = clients
                     .par_iter_mut()
                     .map(|c| c.unmask(&request).unwrap())

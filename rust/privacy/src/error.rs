@@ -9,16 +9,20 @@ pub enum Stage {
     ShareKeys,
     /// Round 2: clients send their quantized, masked inputs.
     MaskedInput,
-    /// Round 3: surviving clients reveal the shares the server needs to remove the masks.
+    /// Round 3: surviving clients sign the survivor set the server announced (Bonawitz et
+    /// al.'s consistency check), so that no two of them are told different sets.
+    ConsistencyCheck,
+    /// Round 4: surviving clients reveal the shares the server needs to remove the masks.
     Unmasking,
 }
 
 impl Stage {
-    /// The four stages in protocol order.
-    pub const ALL: [Stage; 4] = [
+    /// The five stages in protocol order.
+    pub const ALL: [Stage; 5] = [
         Stage::AdvertiseKeys,
         Stage::ShareKeys,
         Stage::MaskedInput,
+        Stage::ConsistencyCheck,
         Stage::Unmasking,
     ];
 }
@@ -29,6 +33,7 @@ impl std::fmt::Display for Stage {
             Stage::AdvertiseKeys => "advertise_keys",
             Stage::ShareKeys => "share_keys",
             Stage::MaskedInput => "masked_input",
+            Stage::ConsistencyCheck => "consistency_check",
             Stage::Unmasking => "unmasking",
         })
     }

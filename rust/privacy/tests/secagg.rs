@@ -6,7 +6,8 @@ use std::sync::Arc;
 use chacha20::ChaCha20Rng;
 use ed25519_dalek::SigningKey;
 use meshrl_privacy::secagg::{
-    Client, Ed25519Directory, Graph, Identity, MaskedInput, Quantization, Server, UnmaskRequest,
+    Client, Ed25519Directory, Graph, Identity, MaskedInput, Quantization, Server,
+    SurvivorSignature, UnmaskRequest,
 };
 use meshrl_privacy::{secure_sum, Dropouts, PrivacyError, SecAggConfig, SecretKind, Stage};
 use proptest::prelude::*;
@@ -56,7 +57,7 @@ fn exact_sum_with_0_to_n_minus_t_dropouts_at_each_stage() {
             // Drop k clients spread over the ids.
             let out: Vec<usize> = (0..k).map(|i| (3 * i + 1) % n).collect();
             let o = secure_sum(&x, &cfg, &Dropouts::at(stage, out.clone()), 42).unwrap();
-            let expect_included: Vec<usize> = if stage == Stage::Unmasking {
+            let expect_included: Vec<usize> = if stage >= Stage::ConsistencyCheck {
                 (0..n).collect()
             } else {
                 (0..n).filter(|i| !out.contains(i)).collect()
@@ -82,6 +83,7 @@ fn exact_sum_with_dropouts_spread_over_all_stages() {
         advertise_keys: vec![0],
         share_keys: vec![3],
         masked_input: vec![5, 7],
+        consistency_check: vec![],
         unmasking: vec![9, 10],
     };
     let o = secure_sum(&x, &cfg, &dropouts, 5).unwrap();
@@ -227,6 +229,18 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Round 3: every client confirms `announced`; returns the server's request for shares.
+    fn confirm(&mut self, announced: &UnmaskRequest) -> Result<UnmaskRequest, PrivacyError> {
+        let signatures = self
+            .clients
+            .iter_mut()
+            .map(|c| c.check_consistency(announced).unwrap())
+            .collect();
+        self.server.receive_consistency_signatures(signatures)
+    }
+}
+
 /// χ² statistic of the top 8 bits of 32-bit words against the uniform distribution.
 fn chi_square_top_byte(words: &[u64]) -> f64 {
     let mut counts = [0f64; 256];
@@ -308,7 +322,8 @@ fn forged_shares_are_named_and_left_out() {
         let mut s = session(&cfg, 3);
         let inboxes = s.share();
         let masked = s.mask(&inboxes, &x);
-        let request = s.server.receive_masked_inputs(masked).unwrap();
+        let announced = s.server.receive_masked_inputs(masked).unwrap();
+        let request = s.confirm(&announced).unwrap();
         let mut responses: Vec<_> = s
             .clients
             .iter_mut()
@@ -413,21 +428,88 @@ fn clients_refuse_requests_that_would_reveal_too_much() {
     let mut s = session(&cfg, 5);
     let inboxes = s.share();
     let _ = s.mask(&inboxes, &x);
-    // Both secrets of client 1.
-    let both = UnmaskRequest {
-        survivors: vec![0, 1, 2, 3, 4],
-        dropped: vec![1, 5],
+    let request = |survivors: Vec<usize>, dropped: Vec<usize>| UnmaskRequest {
+        survivors,
+        dropped,
+        signatures: vec![],
     };
+    // Both secrets of client 1: refused before anything is signed.
     assert!(matches!(
-        s.clients[0].unmask(&both).unwrap_err(),
+        s.clients[0]
+            .check_consistency(&request(vec![0, 1, 2, 3, 4], vec![1, 5]))
+            .unwrap_err(),
         PrivacyError::Protocol { .. }
     ));
-    // Fewer than t survivors: no share leaves the client.
-    let few = UnmaskRequest {
-        survivors: vec![0, 1, 2],
-        dropped: vec![3, 4, 5],
+    // Fewer than t survivors: nothing is confirmed, so no share can leave the client.
+    let e = s.clients[2]
+        .check_consistency(&request(vec![0, 1, 2], vec![3, 4, 5]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PrivacyError::ThresholdNotMet {
+                stage: Stage::ConsistencyCheck,
+                alive: 3,
+                threshold: 4
+            }
+        ),
+        "{e}"
+    );
+    // And a client answers once, in order.
+    let ok = request((0..6).collect(), vec![]);
+    s.clients[3].check_consistency(&ok).unwrap();
+    assert!(matches!(
+        s.clients[3].check_consistency(&ok).unwrap_err(),
+        PrivacyError::Protocol { .. }
+    ));
+}
+
+/// Bonawitz et al.'s attack on a protocol without the consistency check: the server tells
+/// clients 0–2 that every input arrived and clients 3–5 that client 5 dropped, to collect
+/// shares of both of client 5's secrets. Each group signs what it was told, and no client
+/// reveals anything unless `t` of its neighbours signed the same sets.
+#[test]
+fn clients_refuse_to_unmask_when_the_server_shows_them_different_survivor_sets() {
+    let (n, t) = (6, 4);
+    let cfg = config(n, t, 4);
+    let x = inputs(n, 4, 10);
+    let mut s = session(&cfg, 7);
+    let inboxes = s.share();
+    let masked = s.mask(&inboxes, &x);
+    let honest = s.server.receive_masked_inputs(masked).unwrap();
+    assert_eq!((honest.survivors.len(), honest.dropped.len()), (6, 0));
+    let told_5_dropped = UnmaskRequest {
+        survivors: vec![0, 1, 2, 3, 4],
+        dropped: vec![5],
+        signatures: vec![],
     };
-    let e = s.clients[2].unmask(&few).unwrap_err();
+    let signatures: Vec<SurvivorSignature> = s
+        .clients
+        .iter_mut()
+        .take(5)
+        .map(|c| {
+            let view = if c.id() < 3 { &honest } else { &told_5_dropped };
+            c.check_consistency(view).unwrap()
+        })
+        .collect();
+    // Client 0 is shown every signature as if all were over its own view: 3's and 4's fail.
+    let mut forged = honest.clone();
+    forged.signatures = signatures.clone();
+    let e = s.clients[0].unmask(&forged).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PrivacyError::BadSignature {
+                client: 3,
+                stage: Stage::ConsistencyCheck
+            }
+        ),
+        "{e}"
+    );
+    // With only the valid signatures, client 1 sees 3 < t confirmations and reveals nothing.
+    let mut valid_only = honest.clone();
+    valid_only.signatures = signatures[..3].to_vec();
+    let e = s.clients[1].unmask(&valid_only).unwrap_err();
     assert!(
         matches!(
             e,
@@ -439,16 +521,58 @@ fn clients_refuse_requests_that_would_reveal_too_much() {
         ),
         "{e}"
     );
-    // And a client answers once, in order.
-    let ok = UnmaskRequest {
-        survivors: (0..6).collect(),
-        dropped: vec![],
-    };
-    s.clients[3].unmask(&ok).unwrap();
-    assert!(matches!(
-        s.clients[3].unmask(&ok).unwrap_err(),
-        PrivacyError::Protocol { .. }
-    ));
+    // Client 3 is asked with sets other than those it signed.
+    let e = s.clients[3].unmask(&forged).unwrap_err();
+    assert!(matches!(e, PrivacyError::Protocol { .. }), "{e}");
+    // An honest server checks the signatures too: a tampered one is named.
+    let mut s = session(&cfg, 7);
+    let inboxes = s.share();
+    let masked = s.mask(&inboxes, &x);
+    let announced = s.server.receive_masked_inputs(masked).unwrap();
+    let mut signatures: Vec<SurvivorSignature> = s
+        .clients
+        .iter_mut()
+        .map(|c| c.check_consistency(&announced).unwrap())
+        .collect();
+    signatures[2].signature.as_mut().unwrap()[0] ^= 1;
+    let e = s
+        .server
+        .receive_consistency_signatures(signatures)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PrivacyError::BadSignature {
+                client: 2,
+                stage: Stage::ConsistencyCheck
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_consistent_session_unmasks_through_the_public_api() {
+    let (n, t) = (6, 4);
+    let cfg = config(n, t, 8);
+    let x = inputs(n, 8, 11);
+    let mut s = session(&cfg, 8);
+    let inboxes = s.share();
+    let mut masked = s.mask(&inboxes, &x);
+    masked.pop(); // client 5 drops before its input
+    s.clients.pop();
+    let announced = s.server.receive_masked_inputs(masked).unwrap();
+    assert_eq!(announced.dropped, vec![5]);
+    let request = s.confirm(&announced).unwrap();
+    assert_eq!(request.signatures.len(), 5);
+    let responses = s
+        .clients
+        .iter_mut()
+        .map(|c| c.unmask(&request).unwrap())
+        .collect();
+    let o = s.server.receive_unmask_responses(responses).unwrap();
+    assert_eq!(o.included, vec![0, 1, 2, 3, 4]);
+    assert_sum(&o.sum, &x, &o.included, 1.0, o.max_error);
 }
 
 #[test]

@@ -30,6 +30,6 @@ pub use ledger::{
     inspect, read_proven, verify_file, weights_hash, write_demo, Block, BlockBody, Genesis, Ledger,
     LedgerReport, ModelUpdate, ProvenModel, SetAside,
 };
-pub use pbft::{agree, ConsensusProof, Value};
+pub use pbft::{agree, agree_with, Agreement, ConsensusProof, Value};
 pub use update::{ReplayGuard, SignedUpdate};
 pub use validators::ValidatorSet;

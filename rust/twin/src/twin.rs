@@ -78,10 +78,30 @@ pub struct Hop {
     pub lost: Option<LossCause>,
 }
 
+/// What a node's neighbours overhear of its forwarding (a watchdog), counted since the twin
+/// was built. A full queue's drop looks like any other drop to a watchdog; a delay counts only
+/// when the relay holds a packet longer than its advertised queue explains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overheard {
+    /// Packets the node was seen to forward.
+    pub forwarded: u64,
+    /// Packets it was seen to take and not forward (untrusted drops and full-queue drops).
+    pub dropped: u64,
+    /// Forwarded packets it held back on purpose (an untrusted node's delay).
+    pub delayed: u64,
+}
+
+/// Trust a quarantined node advertises, whatever its record: the floor of `etx_trust`.
+pub const QUARANTINED_TRUST: f32 = 0.05;
+
 #[derive(Clone, Debug)]
 struct Link {
     spec: LinkSpec,
     degraded: bool,
+    /// Attenuation an incident adds on top of the link's own (and degradation's), dB.
+    extra_loss_db: f64,
+    /// A control loop asks routes to avoid this link.
+    avoided: bool,
     /// Current (possibly degraded) RSSI, dBm, and what follows from it.
     rssi_dbm: f32,
     loss: f32,
@@ -112,6 +132,17 @@ pub struct Twin {
     trust_forwarded: Vec<f32>,
     trust_dropped: Vec<f32>,
     trust: Vec<f32>,
+    overheard: Vec<Overheard>,
+    /// Routing directives of a control loop: nodes that routes avoid (and whose advertised
+    /// trust falls to [`QUARANTINED_TRUST`]). The twin's physics ignores them.
+    quarantined: Vec<bool>,
+    /// Quarantined nodes plus avoided links (0: the mask and routers skip every check).
+    directive_count: usize,
+    /// Bumped whenever a directive changes, so routers re-plan at once.
+    directives_version: u64,
+    /// Background packets per tick each node gets on top of `traffic.background_packets_per_tick`
+    /// (a flash crowd), 0 by default.
+    extra_traffic: Vec<f64>,
     /// Neighbour tables, `k` slots per node, `NO_NEIGHBOR` where empty; sorted by node id.
     table: Vec<u32>,
     table_link: Vec<u32>,
@@ -200,6 +231,11 @@ impl Twin {
             trust_forwarded: vec![0.0; n],
             trust_dropped: vec![0.0; n],
             trust: vec![0.5; n],
+            overheard: vec![Overheard::default(); n],
+            quarantined: vec![false; n],
+            directive_count: 0,
+            directives_version: 0,
+            extra_traffic: vec![0.0; n],
             table: vec![NO_NEIGHBOR; n * k],
             table_link: vec![0; n * k],
             metrics: vec![LinkMetrics::default(); n * k],
@@ -282,9 +318,123 @@ impl Twin {
         self.untrusted[u]
     }
 
-    /// Trust score of node `u` that its neighbours estimate from its forwarding record (0..1).
+    /// Trust score of node `u` as advertised (0..1): the estimate its neighbours make from its
+    /// forwarding record, or [`QUARANTINED_TRUST`] at most while it is quarantined.
     pub fn trust(&self, u: usize) -> f32 {
+        if self.directive_count != 0 && self.quarantined[u] {
+            return self.trust[u].min(QUARANTINED_TRUST);
+        }
         self.trust[u]
+    }
+
+    /// What node `u`'s neighbours overheard of its forwarding since the twin was built.
+    pub fn overheard(&self, u: usize) -> Overheard {
+        self.overheard[u]
+    }
+
+    /// Makes node `u` misbehave from now on (drop with `trust.drop_probability`, delay with
+    /// `trust.delay_probability`), or behave again: a node that turns malicious.
+    pub fn set_untrusted(&mut self, u: usize, untrusted: bool) {
+        self.untrusted[u] = untrusted;
+    }
+
+    /// Adds `extra_db` of attenuation (≥ 0, replacing any earlier extra) to the link between
+    /// `a` and `b`: a link that degrades. Returns false if there is no such link.
+    pub fn set_link_extra_loss_db(&mut self, a: usize, b: usize, extra_db: f64) -> bool {
+        let Some(l) = self.link_index(a, b) else {
+            return false;
+        };
+        if self.links[l].extra_loss_db != extra_db {
+            self.links[l].extra_loss_db = extra_db.max(0.0);
+            self.update_link(l);
+            self.dirty_nodes[a] = true;
+            self.dirty_nodes[b] = true;
+            self.topology_dirty = true;
+        }
+        true
+    }
+
+    /// Gives node `u` `packets_per_tick` (≥ 0) of background traffic on top of
+    /// `traffic.background_packets_per_tick`: a flash crowd at `u`.
+    pub fn set_extra_traffic(&mut self, u: usize, packets_per_tick: f64) {
+        self.extra_traffic[u] = packets_per_tick.max(0.0);
+    }
+
+    /// Quarantines node `u` (routes avoid it unless it is the destination, its advertised
+    /// trust falls to [`QUARANTINED_TRUST`]) or readmits it. A routing directive: the node
+    /// still sends, receives and forwards what reaches it.
+    pub fn set_quarantined(&mut self, u: usize, quarantined: bool) {
+        if self.quarantined[u] != quarantined {
+            self.quarantined[u] = quarantined;
+            if quarantined {
+                self.directive_count += 1;
+            } else {
+                self.directive_count -= 1;
+            }
+            self.directives_version += 1;
+        }
+    }
+
+    /// Whether node `u` is quarantined.
+    pub fn is_quarantined(&self, u: usize) -> bool {
+        self.directive_count != 0 && self.quarantined[u]
+    }
+
+    /// Asks routes to avoid the link between `a` and `b` (one predicted to fail), or lifts
+    /// that. Returns false if there is no such link.
+    pub fn set_link_avoided(&mut self, a: usize, b: usize, avoided: bool) -> bool {
+        let Some(l) = self.link_index(a, b) else {
+            return false;
+        };
+        if self.links[l].avoided != avoided {
+            self.links[l].avoided = avoided;
+            if avoided {
+                self.directive_count += 1;
+            } else {
+                self.directive_count -= 1;
+            }
+            self.directives_version += 1;
+        }
+        true
+    }
+
+    /// Whether routes should avoid `u`'s slot `slot`: its link is avoided, or its neighbour is
+    /// quarantined and is not `dest`.
+    #[inline]
+    pub fn avoids(&self, u: usize, slot: usize, dest: usize) -> bool {
+        if self.directive_count == 0 {
+            return false;
+        }
+        let i = u * self.k + slot;
+        let v = self.table[i];
+        v != NO_NEIGHBOR
+            && ((self.quarantined[v as usize] && v as usize != dest)
+                || self.links[self.table_link[i] as usize].avoided)
+    }
+
+    /// Whether the link in `u`'s slot `slot` is avoided.
+    pub fn is_slot_link_avoided(&self, u: usize, slot: usize) -> bool {
+        let i = u * self.k + slot;
+        self.directive_count != 0
+            && self.table[i] != NO_NEIGHBOR
+            && self.links[self.table_link[i] as usize].avoided
+    }
+
+    /// Whether any node is quarantined or any link avoided.
+    pub fn has_directives(&self) -> bool {
+        self.directive_count != 0
+    }
+
+    /// Changes whenever a quarantine or an avoided link is set or lifted.
+    pub fn directives_version(&self) -> u64 {
+        self.directives_version
+    }
+
+    fn link_index(&self, a: usize, b: usize) -> Option<usize> {
+        let key = (a.min(b) as u32, a.max(b) as u32);
+        self.links
+            .binary_search_by_key(&key, |l| (l.spec.a, l.spec.b))
+            .ok()
     }
 
     /// Queue occupancy of node `u` (0..1).
@@ -337,6 +487,18 @@ impl Twin {
         if self.dist_version[dest] == self.version {
             return;
         }
+        if n <= 64 {
+            // Packets head for most destinations of a small mesh: all of them at once costs
+            // about what two single BFS runs do.
+            self.refresh_all_hop_distances();
+            return;
+        }
+        self.bfs_hop_distances(dest);
+    }
+
+    /// Hop distances to `dest` by a BFS over the reversed tables.
+    fn bfs_hop_distances(&mut self, dest: usize) {
+        let n = self.num_nodes();
         let dist = &mut self.dist[dest];
         dist.clear();
         dist.resize(n, UNREACHABLE);
@@ -362,6 +524,64 @@ impl Twin {
             }
         }
         self.dist_version[dest] = self.version;
+    }
+
+    /// Hop distances to every destination whose distances are stale, for meshes of at most
+    /// 64 nodes, bit-parallel over destinations: `reach[u]` holds bit `t` once `t` is within
+    /// `h` hops of `u`; each round ORs into it the sets of `u`'s table neighbours, and a bit
+    /// that first appears in round `h` is a distance of `h`. A round is `n·k` ORs of `u64`,
+    /// and there are as many rounds as the tables' diameter, where a BFS per destination
+    /// walks every table edge once per destination. Same distances as the BFS.
+    fn refresh_all_hop_distances(&mut self) {
+        let (n, k) = (self.num_nodes(), self.k);
+        debug_assert!(n <= 64);
+        let mut stale = 0u64;
+        let mut reach = [0u64; 64];
+        for t in 0..n {
+            if self.dist_version[t] == self.version {
+                continue;
+            }
+            stale |= 1 << t;
+            let dist = &mut self.dist[t];
+            dist.clear();
+            dist.resize(n, UNREACHABLE);
+            if self.active[t] {
+                dist[t] = 0;
+            }
+            self.dist_version[t] = self.version;
+        }
+        for (u, r) in reach.iter_mut().enumerate().take(n) {
+            if self.active[u] {
+                *r = 1 << u;
+            }
+        }
+        let mut next = reach;
+        let mut h = 0u16;
+        loop {
+            h += 1;
+            let mut grew = false;
+            for u in 0..n {
+                let mut r = reach[u];
+                for &v in &self.table[u * k..(u + 1) * k] {
+                    if v != NO_NEIGHBOR {
+                        r |= reach[v as usize];
+                    }
+                }
+                next[u] = r;
+                let new = r & !reach[u];
+                grew |= new != 0;
+                let mut write = new & stale;
+                while write != 0 {
+                    let t = write.trailing_zeros() as usize;
+                    write &= write - 1;
+                    self.dist[t][u] = h;
+                }
+            }
+            if !grew {
+                break;
+            }
+            reach[..n].copy_from_slice(&next[..n]);
+        }
     }
 
     /// Hop distances to `dest` as last computed by [`Twin::refresh_hop_distances`].
@@ -420,6 +640,7 @@ impl Twin {
             };
         }
         if vi != dest && self.queue[vi] + one_packet > 1.0 + 1e-6 {
+            self.overheard[vi].dropped += 1;
             return Hop {
                 next: v,
                 latency_ms: latency,
@@ -441,6 +662,7 @@ impl Twin {
             }
             if self.untrusted[vi] && rng.random::<f64>() < self.cfg.trust.delay_probability {
                 latency += self.cfg.trust.delay_ms as f32;
+                self.overheard[vi].delayed += 1;
             }
         }
         Hop {
@@ -513,6 +735,7 @@ impl Twin {
         let drain = traffic.service_packets_per_tick as f32 / cap;
         let bg = traffic.background_packets_per_tick;
         for u in 0..n {
+            let bg = bg + self.extra_traffic[u];
             let mut arrivals = bg.floor();
             if self.rng.random::<f64>() < bg - arrivals {
                 arrivals += 1.0;
@@ -560,6 +783,11 @@ impl Twin {
     /// forwarding decision, older ones decayed by `trust.forgetting`.
     fn record_forwarding(&mut self, v: usize, dropped: bool) {
         let lambda = self.cfg.trust.forgetting as f32;
+        if dropped {
+            self.overheard[v].dropped += 1;
+        } else {
+            self.overheard[v].forwarded += 1;
+        }
         self.trust_forwarded[v] = self.trust_forwarded[v] * lambda + (!dropped) as u8 as f32;
         self.trust_dropped[v] = self.trust_dropped[v] * lambda + dropped as u8 as f32;
         self.trust[v] = (self.trust_forwarded[v] + 1.0)
@@ -594,13 +822,16 @@ impl Twin {
         self.links = specs
             .iter()
             .map(|&spec| {
-                let degraded = old
+                let kept = old
                     .binary_search_by_key(&(spec.a, spec.b), |l| (l.spec.a, l.spec.b))
-                    .map(|i| old[i].degraded)
-                    .unwrap_or(false);
+                    .map(|i| (old[i].degraded, old[i].extra_loss_db, old[i].avoided))
+                    .unwrap_or((false, 0.0, false));
+                let (degraded, extra_loss_db, avoided) = kept;
                 Link {
                     spec,
                     degraded,
+                    extra_loss_db,
+                    avoided,
                     rssi_dbm: 0.0,
                     loss: 0.0,
                     rate_mbps: 0.0,
@@ -617,16 +848,20 @@ impl Twin {
             self.adjacency[a as usize].push((b, l as u32));
             self.adjacency[b as usize].push((a, l as u32));
         }
+        // Avoided links that went out of range took their directive with them.
+        self.directive_count = self.quarantined.iter().filter(|q| **q).count()
+            + self.links.iter().filter(|l| l.avoided).count();
     }
 
     fn update_link(&mut self, l: usize) {
         let radio = &self.cfg.radio;
         let link = &mut self.links[l];
-        let penalty = if link.degraded {
-            self.cfg.dynamics.degraded_penalty_db
-        } else {
-            0.0
-        };
+        let penalty = link.extra_loss_db
+            + if link.degraded {
+                self.cfg.dynamics.degraded_penalty_db
+            } else {
+                0.0
+            };
         let rssi = (link.spec.rssi_dbm - penalty).max(radio::RSSI_MIN_DBM);
         let rate = radio::phy_rate_mbps(rssi);
         link.rssi_dbm = rssi as f32;
@@ -733,6 +968,46 @@ impl Twin {
                 let m = &mut self.metrics[i];
                 m.latency_ms = self.base_latency_ms[i] + self.queue[v as usize] * full_delay;
                 m.bandwidth_mbps = self.slot_rate_mbps[i] * free;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod hop_distance_tests {
+    use super::*;
+
+    /// The bit-parallel all-destination distances equal a BFS per destination, on meshes of
+    /// up to 64 nodes under churn and link degradation.
+    #[test]
+    fn bitset_distances_match_bfs() {
+        for (n, seed) in [(4, 1), (9, 2), (32, 3), (33, 4), (64, 5)] {
+            let mut cfg = TwinConfig::default();
+            cfg.topology.num_nodes = n;
+            cfg.topology.area_m = 70.0 * (n as f64).sqrt();
+            cfg.dynamics.churn = true;
+            cfg.dynamics.leave_probability = 0.05;
+            cfg.dynamics.join_probability = 0.2;
+            cfg.dynamics.link_degradation = true;
+            cfg.dynamics.degrade_probability = 0.05;
+            let mut twin = Twin::new(&cfg, seed).unwrap();
+            for tick in 0..60 {
+                // Some destinations fresh before the all-destination pass, some stale.
+                twin.refresh_hop_distances(tick % n);
+                for t in 0..n {
+                    twin.refresh_hop_distances(t);
+                }
+                let fast: Vec<Vec<u16>> = (0..n).map(|t| twin.cached_hop_distances(t).to_vec()).collect();
+                for (t, fast_t) in fast.iter().enumerate() {
+                    twin.bfs_hop_distances(t);
+                    let mut bfs = twin.cached_hop_distances(t).to_vec();
+                    // A node that joins or leaves without a table changing keeps the tables'
+                    // version, so its own entry (0 or unreachable) is as of whenever its row
+                    // was computed, in either method; nothing reads it (no table lists it).
+                    bfs[t] = fast_t[t];
+                    assert_eq!(fast_t, &bfs, "n {n} tick {tick} dest {t}");
+                }
+                twin.tick();
             }
         }
     }

@@ -1,4 +1,4 @@
-//! A client of secure aggregation: a state machine that answers the server's four rounds.
+//! A client of secure aggregation: a state machine that answers the server's five rounds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,14 +10,14 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroize;
 
 use super::crypto::{
-    advert_message, apply_mask, channel_key, mask_secret_from_seed, pairwise_mask_key,
-    seed_commitment, self_mask_key, share_commitment, ShareChannel,
+    advert_message, apply_mask, channel_key, consistency_message, mask_secret_from_seed,
+    pairwise_mask_key, seed_commitment, self_mask_key, share_commitment, ShareChannel,
 };
-use super::identity::{verify_advert, Identity};
+use super::identity::{verify_advert, verify_survivor_signature, Identity};
 use super::shamir::{random_scalar, split};
 use super::{
     AdvertiseKeys, EncryptedShare, MaskedInput, Quantizer, RevealedShare, SecAggConfig,
-    ShareCommitment, ShareKeys, Topology, UnmaskRequest, UnmaskResponse,
+    ShareCommitment, ShareKeys, SurvivorSignature, Topology, UnmaskRequest, UnmaskResponse,
 };
 use crate::error::{invalid, protocol, PrivacyError, SecretKind, Stage};
 
@@ -31,7 +31,8 @@ struct Peer {
 }
 
 /// One client's side of a session. Call [`Client::advertise_keys`], [`Client::share_keys`],
-/// [`Client::masked_input`] and [`Client::unmask`] in that order, each once.
+/// [`Client::masked_input`], [`Client::check_consistency`] and [`Client::unmask`] in that
+/// order, each once.
 pub struct Client {
     config: SecAggConfig,
     topology: Arc<Topology>,
@@ -48,6 +49,8 @@ pub struct Client {
     channel_keys: BTreeMap<usize, [u8; 32]>,
     /// owner → (mask-key-seed share, self-mask-seed share), this client's own included.
     held: BTreeMap<usize, (Scalar, Scalar)>,
+    /// The (survivors, dropped) sets this client confirmed in the consistency check.
+    confirmed: Option<(Vec<usize>, Vec<usize>)>,
 }
 
 impl Drop for Client {
@@ -125,6 +128,7 @@ impl Client {
             peers: BTreeMap::new(),
             channel_keys: BTreeMap::new(),
             held: BTreeMap::new(),
+            confirmed: None,
         })
     }
 
@@ -381,37 +385,44 @@ impl Client {
             apply_mask(&mut masked, &key, bits, me > v);
             key.zeroize();
         }
-        self.next = Some(Stage::Unmasking);
+        self.next = Some(Stage::ConsistencyCheck);
         Ok(MaskedInput { client: me, masked })
     }
 
-    /// Round 3: reveals, for each neighbour, the share the request asks for: of the mask-key
-    /// seed if it dropped, of the self-mask seed if its input arrived, never both. Refuses a
-    /// request that lists a client both ways, omits this client, or leaves fewer than `t` of
-    /// its neighbourhood alive.
-    pub fn unmask(&mut self, request: &UnmaskRequest) -> Result<UnmaskResponse, PrivacyError> {
-        self.enter(Stage::Unmasking)?;
+    /// Round 3 (consistency check): signs the survivor and dropped sets the server announced.
+    /// Refuses sets that list a client both ways, omit this client, or leave fewer than `t` of
+    /// its neighbourhood alive, so nothing is confirmed that could later reveal too much.
+    pub fn check_consistency(
+        &mut self,
+        request: &UnmaskRequest,
+    ) -> Result<SurvivorSignature, PrivacyError> {
+        self.enter(Stage::ConsistencyCheck)?;
+        let stage = Stage::ConsistencyCheck;
         let n = self.config.num_clients;
+        let ascending = |v: &[usize]| v.windows(2).all(|w| w[0] < w[1]);
+        if !ascending(&request.survivors) || !ascending(&request.dropped) {
+            return Err(protocol(
+                stage,
+                "the announced sets repeat a client or are not ascending",
+            ));
+        }
         let survivors: BTreeSet<usize> = request.survivors.iter().copied().collect();
         let dropped: BTreeSet<usize> = request.dropped.iter().copied().collect();
-        if survivors.len() != request.survivors.len() || dropped.len() != request.dropped.len() {
-            return Err(protocol(Stage::Unmasking, "the request repeats a client"));
-        }
         if let Some(&bad) = survivors.iter().chain(&dropped).find(|&&u| u >= n) {
             return Err(protocol(
-                Stage::Unmasking,
+                stage,
                 format!("the request names client {bad}, beyond num_clients"),
             ));
         }
         if let Some(both) = survivors.intersection(&dropped).next() {
             return Err(protocol(
-                Stage::Unmasking,
+                stage,
                 format!("the request asks for both secrets of client {both}"),
             ));
         }
         if !survivors.contains(&self.id) {
             return Err(protocol(
-                Stage::Unmasking,
+                stage,
                 format!(
                     "the request omits client {} although it sent its input",
                     self.id
@@ -419,6 +430,70 @@ impl Client {
             ));
         }
         let alive = self.held.keys().filter(|u| survivors.contains(u)).count();
+        if alive < self.config.threshold {
+            return Err(PrivacyError::ThresholdNotMet {
+                stage,
+                alive,
+                threshold: self.config.threshold,
+            });
+        }
+        let signature = self.identity.as_ref().map(|i| {
+            i.signer.sign(&consistency_message(
+                self.config.session,
+                &request.survivors,
+                &request.dropped,
+            ))
+        });
+        self.confirmed = Some((request.survivors.clone(), request.dropped.clone()));
+        self.next = Some(Stage::Unmasking);
+        Ok(SurvivorSignature {
+            client: self.id,
+            signature,
+        })
+    }
+
+    /// Round 4: reveals, for each neighbour, the share the request asks for: of the mask-key
+    /// seed if it dropped, of the self-mask seed if its input arrived, never both. Refuses
+    /// unless the request repeats the sets this client confirmed and carries valid signatures
+    /// over them from at least `t` of its neighbourhood (this client included).
+    pub fn unmask(&mut self, request: &UnmaskRequest) -> Result<UnmaskResponse, PrivacyError> {
+        self.enter(Stage::Unmasking)?;
+        let (survivors, dropped) = self
+            .confirmed
+            .take()
+            .expect("check_consistency ran before unmasking");
+        if request.survivors != survivors || request.dropped != dropped {
+            return Err(protocol(
+                Stage::Unmasking,
+                format!(
+                    "the server changed the survivor set since client {} confirmed it",
+                    self.id
+                ),
+            ));
+        }
+        let mut signers = BTreeSet::new();
+        for s in &request.signatures {
+            if !signers.insert(s.client) || survivors.binary_search(&s.client).is_err() {
+                return Err(protocol(
+                    Stage::Unmasking,
+                    format!("client {} signed twice or is not a survivor", s.client),
+                ));
+            }
+            // Only the neighbourhood counts towards t (SecAgg+: Bell et al. 2020).
+            if !self.held.contains_key(&s.client) {
+                continue;
+            }
+            if let Some(id) = &self.identity {
+                verify_survivor_signature(
+                    s,
+                    self.config.session,
+                    &survivors,
+                    &dropped,
+                    id.directory.as_ref(),
+                )?;
+            }
+        }
+        let alive = self.held.keys().filter(|u| signers.contains(u)).count();
         if alive < self.config.threshold {
             return Err(PrivacyError::ThresholdNotMet {
                 stage: Stage::Unmasking,
@@ -432,12 +507,12 @@ impl Client {
             self_mask_shares: Vec::new(),
         };
         for (&owner, (mask_share, self_share)) in &self.held {
-            if dropped.contains(&owner) {
+            if dropped.binary_search(&owner).is_ok() {
                 response.mask_key_shares.push(RevealedShare {
                     owner,
                     value: mask_share.to_bytes(),
                 });
-            } else if survivors.contains(&owner) {
+            } else if survivors.binary_search(&owner).is_ok() {
                 response.self_mask_shares.push(RevealedShare {
                     owner,
                     value: self_share.to_bytes(),

@@ -128,6 +128,23 @@ pub(crate) fn advert_message(
     m
 }
 
+/// The bytes a survivor signs in the consistency check: the session and both announced sets
+/// (each length-prefixed, so no two pairs of sets encode alike).
+pub(crate) fn consistency_message(session: u64, survivors: &[usize], dropped: &[usize]) -> Vec<u8> {
+    let mut m =
+        Vec::with_capacity(DOMAIN.len() + 11 + 8 + 16 + 8 * (survivors.len() + dropped.len()));
+    m.extend_from_slice(DOMAIN);
+    m.extend_from_slice(b"consistency");
+    m.extend_from_slice(&session.to_le_bytes());
+    for set in [survivors, dropped] {
+        m.extend_from_slice(&(set.len() as u64).to_le_bytes());
+        for &u in set {
+            m.extend_from_slice(&(u as u64).to_le_bytes());
+        }
+    }
+    m
+}
+
 /// The 256-bit key of the authenticated channel between `a` and `b` (both directions), from
 /// their cipher keys' X25519 agreement; `None` if the peer's key is a low-order point.
 pub(crate) fn channel_key(

@@ -25,7 +25,10 @@ pub struct Dropouts {
     pub share_keys: Vec<usize>,
     /// Share keys, then send no masked input (their pairwise masks are removed).
     pub masked_input: Vec<usize>,
-    /// Send their masked input (it is in the sum), then reveal no shares.
+    /// Send their masked input (it is in the sum), then confirm no survivor set (and so
+    /// reveal no shares).
+    pub consistency_check: Vec<usize>,
+    /// Send their masked input and confirm the survivor set, then reveal no shares.
     pub unmasking: Vec<usize>,
 }
 
@@ -48,6 +51,7 @@ impl Dropouts {
             Stage::AdvertiseKeys => &self.advertise_keys,
             Stage::ShareKeys => &self.share_keys,
             Stage::MaskedInput => &self.masked_input,
+            Stage::ConsistencyCheck => &self.consistency_check,
             Stage::Unmasking => &self.unmasking,
         }
     }
@@ -57,6 +61,7 @@ impl Dropouts {
             Stage::AdvertiseKeys => &mut self.advertise_keys,
             Stage::ShareKeys => &mut self.share_keys,
             Stage::MaskedInput => &mut self.masked_input,
+            Stage::ConsistencyCheck => &mut self.consistency_check,
             Stage::Unmasking => &mut self.unmasking,
         }
     }
@@ -220,7 +225,14 @@ pub fn secure_sum<V: AsRef<[f32]> + Sync>(
             c.masked_input(&inboxes[c.id()], x)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let request = server.receive_masked_inputs(masked)?;
+    let announced = server.receive_masked_inputs(masked)?;
+
+    leave(&mut clients, Stage::ConsistencyCheck);
+    let signatures = clients
+        .par_iter_mut()
+        .map(|c| c.check_consistency(&announced))
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = server.receive_consistency_signatures(signatures)?;
 
     leave(&mut clients, Stage::Unmasking);
     let responses = clients

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use super::crypto::advert_message;
-use super::AdvertiseKeys;
+use super::crypto::{advert_message, consistency_message};
+use super::{AdvertiseKeys, SurvivorSignature};
 use crate::error::{PrivacyError, Stage};
 
 /// Signs this client's messages with its long-term identity key.
@@ -80,6 +80,24 @@ pub(crate) fn verify_advert(
         _ => Err(PrivacyError::BadSignature {
             client: advert.client,
             stage: Stage::AdvertiseKeys,
+        }),
+    }
+}
+
+/// Checks a survivor's signature over the announced sets.
+pub(crate) fn verify_survivor_signature(
+    signed: &SurvivorSignature,
+    session: u64,
+    survivors: &[usize],
+    dropped: &[usize],
+    directory: &dyn IdentityDirectory,
+) -> Result<(), PrivacyError> {
+    let msg = consistency_message(session, survivors, dropped);
+    match signed.signature {
+        Some(sig) if directory.verify(signed.client, &msg, &sig) => Ok(()),
+        _ => Err(PrivacyError::BadSignature {
+            client: signed.client,
+            stage: Stage::ConsistencyCheck,
         }),
     }
 }

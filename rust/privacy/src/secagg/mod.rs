@@ -13,17 +13,21 @@
 //! peer, so no individual input is exposed. Shares are sealed with ChaCha20-Poly1305 (a
 //! tampered share is caught by its recipient) and committed to by their dealer (a forged share
 //! revealed at unmasking is caught by the server, named, and left out). With identities,
-//! key advertisements are Ed25519-signed (a server cannot substitute keys).
+//! key advertisements are Ed25519-signed (a server cannot substitute keys), and before any
+//! share is revealed the survivors sign the survivor set they were sent (Bonawitz et al.'s
+//! consistency check): a client reveals nothing unless `t` of its neighbours signed the very
+//! sets it signed, so a server cannot tell some clients that `u` dropped and others that it
+//! survived, and collect both of `u`'s secrets.
 //!
 //! Use the state machines ([`Client`], [`Server`]) over a real or simulated transport, or
 //! [`secure_sum`] to run every party in process.
 //!
 //! Threat model, as implemented: clients and server follow the protocol but may collude up
 //! to `t − 1` parties and try to learn an input (honest-but-curious), plus an active server
-//! that alters or forges shares or keys, which is detected. Not implemented: Bonawitz's
-//! consistency-check round against a server that lies about who dropped out, and verifiable
-//! secret sharing against a client that deals inconsistent shares (detected when its secret
-//! is rebuilt, via its signed commitments, but the round aborts).
+//! that alters or forges shares or keys, or lies to different clients about who dropped out
+//! (with identities), which is detected. Not implemented: verifiable secret sharing against a
+//! client that deals inconsistent shares (detected when its secret is rebuilt, via its signed
+//! commitments, but the round aborts).
 
 mod client;
 mod crypto;
@@ -301,13 +305,27 @@ pub struct MaskedInput {
     pub masked: Vec<u64>,
 }
 
-/// Round 3, server → clients: whose input arrived and who dropped after sharing.
+/// Server → clients, twice: whose input arrived and who dropped after sharing. Round 3 announces
+/// the sets (`signatures` empty) for the survivors to sign; round 4 repeats them with the
+/// signatures of the survivors that confirmed them, and asks for the shares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnmaskRequest {
     /// Clients whose masked input arrived (their self-mask seeds are asked for), ascending.
     pub survivors: Vec<usize>,
     /// Clients that shared but sent no input (their mask-key seeds are asked for), ascending.
     pub dropped: Vec<usize>,
+    /// Round 4: each confirming survivor's signature over these two sets, ascending by client.
+    pub signatures: Vec<SurvivorSignature>,
+}
+
+/// Round 3, client → server: a survivor's confirmation of the announced sets, Ed25519-signed
+/// when the client has an identity (`None` without one: the check then only compares sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SurvivorSignature {
+    /// The signer.
+    pub client: usize,
+    /// Its signature over the session, the survivors and the dropped clients.
+    pub signature: Option<[u8; 64]>,
 }
 
 /// One revealed share of a peer's secret.
@@ -319,7 +337,7 @@ pub struct RevealedShare {
     pub value: [u8; 32],
 }
 
-/// Round 3, client → server: the shares the request asked for.
+/// Round 4, client → server: the shares the request asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnmaskResponse {
     /// The sender (holder) id.

@@ -12,15 +12,16 @@ use super::crypto::{
     apply_mask, mask_secret_from_seed, modulus_mask, pairwise_mask_key, seed_commitment,
     self_mask_key, share_commitment,
 };
-use super::identity::{verify_advert, IdentityDirectory};
+use super::identity::{verify_advert, verify_survivor_signature, IdentityDirectory};
 use super::shamir::{combine, lagrange_at_zero};
 use super::{
     AdvertiseKeys, EncryptedShare, ForgedShare, MaskedInput, Quantizer, SecAggConfig,
-    SecAggOutcome, ShareCommitment, ShareKeys, Topology, UnmaskRequest, UnmaskResponse,
+    SecAggOutcome, ShareCommitment, ShareKeys, SurvivorSignature, Topology, UnmaskRequest,
+    UnmaskResponse,
 };
 use crate::error::{invalid, protocol, PrivacyError, SecretKind, Stage};
 
-/// The server's side of a session. Call the four `receive_*` methods in order, each once,
+/// The server's side of a session. Call the five `receive_*` methods in order, each once,
 /// with the messages that arrived before that stage's deadline; a client missing from a
 /// stage has dropped out.
 pub struct Server {
@@ -33,6 +34,9 @@ pub struct Server {
     commitments: HashMap<(usize, usize), ShareCommitment>,
     shared: BTreeSet<usize>,
     masked: BTreeMap<usize, Vec<u64>>,
+    /// The sets announced after round 2, and who confirmed them in round 3.
+    announced: Option<UnmaskRequest>,
+    confirmed: BTreeSet<usize>,
 }
 
 impl Server {
@@ -70,6 +74,8 @@ impl Server {
             commitments: HashMap::new(),
             shared: BTreeSet::new(),
             masked: BTreeMap::new(),
+            announced: None,
+            confirmed: BTreeSet::new(),
         })
     }
 
@@ -182,8 +188,9 @@ impl Server {
         Ok(inboxes)
     }
 
-    /// Round 2: collects the masked inputs and asks the survivors for shares. Aborts, before
-    /// anything is revealed, if some secret would have fewer than `t` live holders.
+    /// Round 2: collects the masked inputs and announces who survived and who dropped, for the
+    /// survivors to confirm. Aborts, before anything is revealed, if some secret would have
+    /// fewer than `t` live holders.
     pub fn receive_masked_inputs(
         &mut self,
         messages: Vec<MaskedInput>,
@@ -212,8 +219,8 @@ impl Server {
             });
         }
         self.check_threshold(Stage::MaskedInput, &survivors, &self.shared)?;
-        self.next = Some(Stage::Unmasking);
-        Ok(UnmaskRequest {
+        self.next = Some(Stage::ConsistencyCheck);
+        let request = UnmaskRequest {
             survivors: survivors.into_iter().collect(),
             dropped: self
                 .shared
@@ -221,10 +228,57 @@ impl Server {
                 .copied()
                 .filter(|u| !self.masked.contains_key(u))
                 .collect(),
-        })
+            signatures: Vec::new(),
+        };
+        self.announced = Some(request.clone());
+        Ok(request)
     }
 
-    /// Round 3: checks every revealed share against its dealer's commitment (a forged one is
+    /// Round 3: collects the survivors' signatures over the announced sets (each checked when
+    /// messages are signed) and returns the request for shares, carrying them. Aborts, before
+    /// anything is revealed, if some secret would have fewer than `t` confirming holders.
+    pub fn receive_consistency_signatures(
+        &mut self,
+        messages: Vec<SurvivorSignature>,
+    ) -> Result<UnmaskRequest, PrivacyError> {
+        self.enter(Stage::ConsistencyCheck)?;
+        let mut request = self
+            .announced
+            .take()
+            .expect("receive_masked_inputs ran before the consistency check");
+        for m in messages {
+            let u = m.client;
+            if !self.masked.contains_key(&u) || !self.confirmed.insert(u) {
+                return Err(protocol(
+                    Stage::ConsistencyCheck,
+                    format!("client {u} sent no input or confirmed twice"),
+                ));
+            }
+            if let Some(d) = &self.directory {
+                verify_survivor_signature(
+                    &m,
+                    self.config.session,
+                    &request.survivors,
+                    &request.dropped,
+                    d.as_ref(),
+                )?;
+            }
+            request.signatures.push(m);
+        }
+        request.signatures.sort_unstable_by_key(|s| s.client);
+        if self.confirmed.len() < self.config.threshold {
+            return Err(PrivacyError::ThresholdNotMet {
+                stage: Stage::ConsistencyCheck,
+                alive: self.confirmed.len(),
+                threshold: self.config.threshold,
+            });
+        }
+        self.check_threshold(Stage::ConsistencyCheck, &self.confirmed, &self.shared)?;
+        self.next = Some(Stage::Unmasking);
+        Ok(request)
+    }
+
+    /// Round 4: checks every revealed share against its dealer's commitment (a forged one is
     /// named and left out), rebuilds the secrets from `t` valid shares each, checks them
     /// against the dealers' public keys and commitments, and only then unmasks the sum.
     pub fn receive_unmask_responses(
@@ -238,10 +292,10 @@ impl Server {
         let mut forged = Vec::new();
         for r in &responses {
             let h = r.client;
-            if !self.masked.contains_key(&h) || !responders.insert(h) {
+            if !self.confirmed.contains(&h) || !responders.insert(h) {
                 return Err(protocol(
                     Stage::Unmasking,
-                    format!("client {h} sent no input or answered twice"),
+                    format!("client {h} did not confirm the survivor set or answered twice"),
                 ));
             }
             let revealed = r
@@ -401,6 +455,8 @@ impl Server {
                     Stage::ShareKeys
                 } else if !self.masked.contains_key(&u) {
                     Stage::MaskedInput
+                } else if !self.confirmed.contains(&u) {
+                    Stage::ConsistencyCheck
                 } else if !responders.contains(&u) {
                     Stage::Unmasking
                 } else {

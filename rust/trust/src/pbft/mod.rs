@@ -16,6 +16,7 @@ mod view_change;
 pub use message::{Message, NewView, PreparedProof, ReplicaId, SignedMessage, Value, ViewChange};
 pub use proof::ConsensusProof;
 pub use replica::{Acceptance, Config, Output, Replica, ReplicaStats, Status};
+pub use sim::{Behavior, NetConfig};
 
 use crate::error::{invalid, TrustError};
 use crate::identity::Identity;
@@ -30,22 +31,57 @@ pub fn agree(
     net: &sim::NetConfig,
     seed: u64,
 ) -> Result<ConsensusProof, TrustError> {
+    let honest = vec![sim::Behavior::Honest; validators.len()];
+    Ok(agree_with(validators, &honest, value, net, seed)?.proof)
+}
+
+/// How one agreement went ([`agree_with`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agreement {
+    /// The 2f + 1 signed commits of the value.
+    pub proof: ConsensusProof,
+    /// Simulated time until the first honest replica decided, ms.
+    pub decided_ms: u64,
+    /// Messages handed to the network until then.
+    pub messages: u64,
+}
+
+/// [`agree`] with some validators Byzantine (`behaviors[i]` for replica `i`): honest replicas
+/// submit `value` (and accept only it); twins submit it on one side and a forged model hash
+/// on the other; forgers and silent replicas do what [`sim::Behavior`] says. The decided value
+/// is checked to be `value`.
+pub fn agree_with(
+    validators: &[Identity],
+    behaviors: &[sim::Behavior],
+    value: Value,
+    net: &sim::NetConfig,
+    seed: u64,
+) -> Result<Agreement, TrustError> {
     if value.round == 0 {
         return Err(invalid("value.round", "rounds start at 1"));
     }
     let mut s = sim::Simulator::new(
         validators.to_vec(),
-        vec![sim::Behavior::Honest; validators.len()],
+        behaviors.to_vec(),
         Config::default(),
         net.clone(),
         value.round - 1,
         seed,
     )?;
-    for node in 0..validators.len() {
-        s.submit_at(0, node, value);
+    let mut forged = value;
+    forged.model_hash.0[0] ^= 0xff;
+    for (node, b) in behaviors.iter().enumerate() {
+        match b {
+            sim::Behavior::Twins => {
+                s.submit_half_at(0, node, 0, value);
+                s.submit_half_at(0, node, 1, forged);
+            }
+            _ => s.submit_at(0, node, value),
+        }
     }
     s.run_until(|s| s.decisions().values().any(|d| d.contains_key(&value.round)));
-    s.decisions()
+    let proof = s
+        .decisions()
         .values()
         .find_map(|d| d.get(&value.round).cloned())
         .ok_or_else(|| {
@@ -53,5 +89,16 @@ pub fn agree(
                 "round {} not decided within {} ms of simulated time",
                 value.round, net.budget_ms
             ))
-        })
+        })?;
+    if proof.value != value {
+        return Err(TrustError::NoAgreement(format!(
+            "round {}: the validators decided a value other than the one submitted",
+            value.round
+        )));
+    }
+    Ok(Agreement {
+        proof,
+        decided_ms: s.now(),
+        messages: s.sent,
+    })
 }

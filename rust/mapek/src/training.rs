@@ -1,0 +1,544 @@
+//! Training the detector: data from the twin, federated rounds across nodes, one node alone.
+//!
+//! **Data.** Training meshes (seeds disjoint from the evaluation's) run the base scenario
+//! with a random mix of incidents: relays turning malicious with random drop probabilities,
+//! links fading, flash crowds, hubs failing. Every `sample_every` ticks each node records its
+//! features about each neighbour ([`Monitor::observe`]), labelled with whether the
+//! neighbour misbehaves (the twin's ground truth, as a lab replays known incidents) and
+//! whether the link fails (frame loss ≥ `link_failure_loss` or the neighbour gone) within
+//! `horizon_ticks`, which the node itself sees happen: a self-supervised label. Links
+//! already failed carry no link label. A node's samples never leave it.
+//!
+//! **Federated.** Each round every node takes `local_steps` SGD steps on its own samples from
+//! the global weights; the weights are aggregated with `rule` (`meshrl-fl`; FedAvg weighted
+//! by sample count by default). **Local-only.** The same steps, all on one node's samples.
+
+use std::collections::HashMap;
+
+use meshrl_env::twin::Twin;
+use meshrl_env::EnvConfig;
+use meshrl_fl::{OnInvalid, Rule};
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use crate::detector::{Mlp, LINK, NODE};
+use crate::incident::{Incident, IncidentRun};
+use crate::knowledge::{checksum, ModelRecord};
+use crate::monitor::{Monitor, FEATURES};
+use crate::run::{simulate, Simulation};
+use crate::MapekError;
+
+/// How the detectors are trained (`[detector]` in an incident file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Training meshes (each its own topology and incident mix).
+    pub training_meshes: usize,
+    /// Ticks each training mesh runs.
+    pub ticks: u64,
+    /// Seed of the training meshes and of SGD (the evaluation uses `run.seed`).
+    pub seed: u64,
+    pub sample_every: u64,
+    /// A link "fails" if within this many ticks its frame loss reaches `link_failure_loss`
+    /// or the neighbour leaves the table.
+    pub horizon_ticks: u64,
+    pub link_failure_loss: f32,
+    pub hidden: usize,
+    pub rounds: usize,
+    pub local_steps: usize,
+    pub batch_size: usize,
+    pub learning_rate: f32,
+    /// Weight of a positive sample of each head in the loss (the classes are imbalanced).
+    pub node_positive_weight: f32,
+    pub link_positive_weight: f32,
+    /// `fedavg`, `trimmed_mean` (β = 0.1) or `median`.
+    pub rule: String,
+    /// The node whose data trains the local-only detector (training mesh 0); default: the
+    /// one with the most misbehaviour examples, the most favourable choice for it.
+    pub local_node: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            training_meshes: 8,
+            ticks: 800,
+            seed: 7,
+            sample_every: 4,
+            horizon_ticks: 30,
+            link_failure_loss: 0.5,
+            hidden: 16,
+            rounds: 40,
+            local_steps: 10,
+            batch_size: 32,
+            learning_rate: 0.3,
+            node_positive_weight: 4.0,
+            link_positive_weight: 20.0,
+            rule: "fedavg".into(),
+            local_node: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value; the error names the field (`detector.…`).
+    pub fn validate(&self, origin: &str) -> Result<(), MapekError> {
+        let bad = |f: &str, r: String| Err(MapekError::config(origin, &format!("detector.{f}"), r));
+        for (f, v) in [
+            ("training_meshes", self.training_meshes as u64),
+            ("ticks", self.ticks),
+            ("sample_every", self.sample_every),
+            ("horizon_ticks", self.horizon_ticks),
+            ("hidden", self.hidden as u64),
+            ("rounds", self.rounds as u64),
+            ("local_steps", self.local_steps as u64),
+            ("batch_size", self.batch_size as u64),
+        ] {
+            if v == 0 {
+                return bad(f, "must be at least 1".into());
+            }
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad(
+                "learning_rate",
+                format!("must be a finite number > 0, got {}", self.learning_rate),
+            );
+        }
+        for (f, v) in [
+            ("node_positive_weight", self.node_positive_weight),
+            ("link_positive_weight", self.link_positive_weight),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(f, format!("must be a finite number > 0, got {v}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.link_failure_loss) {
+            return bad(
+                "link_failure_loss",
+                format!("must be in [0, 1], got {}", self.link_failure_loss),
+            );
+        }
+        self.aggregation_rule()
+            .map_err(|r| MapekError::config(origin, "detector.rule", r))?;
+        Ok(())
+    }
+
+    fn aggregation_rule(&self) -> Result<Rule, String> {
+        match self.rule.as_str() {
+            "fedavg" => Ok(Rule::FedAvg),
+            "trimmed_mean" => Ok(Rule::TrimmedMean { beta: 0.1 }),
+            "median" => Ok(Rule::Median),
+            other => Err(format!(
+                "unknown rule `{other}`; known: fedavg, trimmed_mean, median"
+            )),
+        }
+    }
+}
+
+/// One labelled observation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub features: [f32; FEATURES],
+    /// The neighbour misbehaves.
+    pub misbehaving: bool,
+    /// The link fails within the horizon (`None`: it has already failed, no label).
+    pub link_fails: Option<bool>,
+}
+
+/// Samples of each node of each mesh: `data[mesh][node]`.
+pub type NodeData = Vec<Vec<Vec<Sample>>>;
+
+/// A random mix of incidents for training mesh `mesh` (seeded).
+fn training_incidents(
+    cfg: &EnvConfig,
+    ticks: u64,
+    seed: u64,
+    mesh: usize,
+) -> (f64, Vec<IncidentRun>) {
+    let mut rng =
+        Xoshiro256PlusPlus::seed_from_u64(meshrl_env::twin::splitmix64(seed ^ (mesh as u64) << 20));
+    let n = cfg.topology.num_nodes;
+    let mid = (ticks / 2).max(2);
+    let mut out = Vec::new();
+    let drop = 0.2 + 0.6 * rng.random::<f64>();
+    for _ in 0..2 {
+        out.push(IncidentRun::new_random(
+            Incident::NodeTurnsMalicious {
+                start_tick: rng.random_range(1..mid),
+                node: Some(rng.random_range(0..n)),
+                drop_probability: drop,
+                delay_probability: None,
+            },
+            rng.random(),
+        ));
+    }
+    for _ in 0..8 {
+        out.push(IncidentRun::new_random(
+            Incident::LinkDegrades {
+                start_tick: rng.random_range(1..mid),
+                link: None,
+                extra_loss_db: 10.0 + 20.0 * rng.random::<f64>(),
+                ramp_ticks: rng.random_range(10..80),
+            },
+            rng.random(),
+        ));
+    }
+    if mesh % 2 == 1 {
+        out.push(IncidentRun::new_random(
+            Incident::FlashCrowd {
+                start_tick: rng.random_range(1..mid),
+                duration_ticks: rng.random_range(100..300),
+                hotspot_nodes: (n / 4).max(1),
+                packets_per_tick: 2.0 + 4.0 * rng.random::<f64>(),
+            },
+            rng.random(),
+        ));
+    }
+    if mesh % 3 == 2 {
+        out.push(IncidentRun::new_random(
+            Incident::HubFails {
+                start_tick: rng.random_range(mid..mid + mid / 2),
+                node: None,
+                warning_ticks: rng.random_range(10..60),
+                warning_loss_db: 10.0 + 15.0 * rng.random::<f64>(),
+            },
+            rng.random(),
+        ));
+    }
+    (drop, out)
+}
+
+/// Per tick: each table slot's neighbour and frame loss, and who is up.
+struct LinkLog {
+    k: usize,
+    neighbors: Vec<Vec<u32>>,
+    loss: Vec<Vec<f32>>,
+    active: Vec<Vec<bool>>,
+}
+
+impl LinkLog {
+    fn record(&mut self, twin: &Twin) {
+        let n = twin.num_nodes();
+        self.neighbors
+            .push((0..n).flat_map(|u| twin.neighbors(u).to_vec()).collect());
+        self.loss.push(
+            (0..n)
+                .flat_map(|u| {
+                    twin.link_metrics(u)
+                        .iter()
+                        .map(|m| m.packet_loss)
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        );
+        self.active
+            .push((0..n).map(|u| twin.is_active(u)).collect());
+    }
+
+    /// Whether `u → v` is failed at log index `t`.
+    fn failed(&self, t: usize, u: usize, v: u32, fail_loss: f32) -> bool {
+        if !self.active[t][v as usize] {
+            return true;
+        }
+        let row = &self.neighbors[t][u * self.k..(u + 1) * self.k];
+        match row.iter().position(|&x| x == v) {
+            Some(s) => self.loss[t][u * self.k + s] >= fail_loss,
+            None => true,
+        }
+    }
+}
+
+/// Runs the training meshes (or, with `seed_offset`, held-out ones) and returns each node's
+/// labelled samples: `data[mesh][node]`.
+pub fn collect(
+    scenario: &EnvConfig,
+    window_ticks: usize,
+    cfg: &TrainConfig,
+    router: &str,
+    seed_offset: u64,
+) -> Result<NodeData, MapekError> {
+    let mut data = Vec::new();
+    for mesh in 0..cfg.training_meshes {
+        let seed = cfg
+            .seed
+            .wrapping_add(seed_offset)
+            .wrapping_mul(1_000_003)
+            .wrapping_add(mesh as u64 * 7919);
+        let (drop, incidents) = training_incidents(scenario, cfg.ticks, seed, mesh);
+        let mut env_cfg = scenario.clone();
+        env_cfg.trust.drop_probability = drop;
+        let sim = Simulation {
+            cfg: env_cfg,
+            twins: 1,
+            ticks: cfg.ticks,
+            seed,
+            router: router.to_string(),
+        };
+        let n = scenario.topology.num_nodes;
+        let mut monitor = Monitor::new(window_ticks);
+        let mut log = LinkLog {
+            k: scenario.topology.max_neighbors,
+            neighbors: Vec::new(),
+            loss: Vec::new(),
+            active: Vec::new(),
+        };
+        // (log index, observer, neighbour, features, misbehaving, failed now)
+        let mut pending: Vec<(usize, usize, u32, [f32; FEATURES], bool, bool)> = Vec::new();
+        let mut observer = |_: usize, twin: &mut Twin| {
+            let twin = &*twin;
+            monitor.record(twin);
+            log.record(twin);
+            let t = twin.ticks();
+            if t < window_ticks as u64 || t % cfg.sample_every != 0 {
+                return;
+            }
+            let idx = log.neighbors.len() - 1;
+            for o in monitor.observe() {
+                let (u, v) = (o.observer as usize, o.neighbor);
+                let failed = log.failed(idx, u, v, cfg.link_failure_loss);
+                pending.push((idx, u, v, o.features, twin.is_untrusted(v as usize), failed));
+            }
+        };
+        simulate(&sim, &mut [incidents], None, &mut observer)?;
+        let mut nodes: Vec<Vec<Sample>> = vec![Vec::new(); n];
+        let horizon = cfg.horizon_ticks as usize;
+        let last = log.neighbors.len();
+        for (idx, u, v, x, bad, failed_now) in pending {
+            let link_fails = if failed_now || idx + horizon >= last {
+                None
+            } else {
+                Some((idx + 1..=idx + horizon).any(|t| log.failed(t, u, v, cfg.link_failure_loss)))
+            };
+            nodes[u].push(Sample {
+                features: x,
+                misbehaving: bad,
+                link_fails,
+            });
+        }
+        data.push(nodes);
+    }
+    Ok(data)
+}
+
+fn local_sgd(
+    mlp: &mut Mlp,
+    data: &[Sample],
+    cfg: &TrainConfig,
+    steps: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> f32 {
+    let mut loss = 0.0;
+    let b = cfg.batch_size.min(data.len());
+    let (mut x, mut t, mut w) = (
+        Vec::with_capacity(b),
+        Vec::with_capacity(b),
+        Vec::with_capacity(b),
+    );
+    for _ in 0..steps {
+        x.clear();
+        t.clear();
+        w.clear();
+        for _ in 0..b {
+            let s = &data[rng.random_range(0..data.len())];
+            x.push(s.features);
+            let node = s.misbehaving as u8 as f32;
+            let link = s.link_fails.unwrap_or(false) as u8 as f32;
+            t.push([node, link]);
+            let wn = if s.misbehaving {
+                cfg.node_positive_weight
+            } else {
+                1.0
+            };
+            let wl = match s.link_fails {
+                None => 0.0,
+                Some(true) => cfg.link_positive_weight,
+                Some(false) => 1.0,
+            };
+            w.push([wn, wl]);
+        }
+        let g = mlp.gradient(&x, &t, &w);
+        for (p, d) in mlp.weights.iter_mut().zip(&g.grad) {
+            *p -= cfg.learning_rate * d;
+        }
+        loss += g.loss;
+    }
+    loss / steps.max(1) as f32
+}
+
+fn client_rng(seed: u64, round: usize, client: usize) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(meshrl_env::twin::splitmix64(
+        seed ^ (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (client as u64).rotate_left(40),
+    ))
+}
+
+/// Federated training: every node with samples is a client; `rounds` rounds of local SGD
+/// and aggregation. Returns the global model and one record per round.
+pub fn train_federated(
+    data: &NodeData,
+    cfg: &TrainConfig,
+) -> Result<(Mlp, Vec<ModelRecord>), MapekError> {
+    let rule = cfg
+        .aggregation_rule()
+        .map_err(|r| MapekError::config("<train>", "detector.rule", r))?;
+    let clients: Vec<&Vec<Sample>> = data.iter().flatten().filter(|d| !d.is_empty()).collect();
+    let mut global = Mlp::new(cfg.hidden, cfg.seed);
+    let dim = global.weights.len();
+    let mut history = Vec::new();
+    for round in 0..cfg.rounds {
+        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(clients.len());
+        let mut losses = 0.0;
+        for (c, d) in clients.iter().enumerate() {
+            let mut local = global.clone();
+            let mut rng = client_rng(cfg.seed, round, c);
+            losses += local_sgd(&mut local, d, cfg, cfg.local_steps, &mut rng);
+            rows.push(local.weights);
+        }
+        let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+        let weights: Vec<f32> = clients.iter().map(|d| d.len() as f32).collect();
+        let (agg, report) =
+            meshrl_fl::aggregate(&rule, &refs, Some(&weights), dim, OnInvalid::Drop)?;
+        global.weights = agg;
+        history.push(ModelRecord {
+            detector: "federated".into(),
+            round,
+            clients: report.accepted.len(),
+            loss: losses / clients.len().max(1) as f32,
+            checksum: checksum(&global.weights),
+        });
+    }
+    Ok((global, history))
+}
+
+/// The node of mesh 0 with the most misbehaviour examples (ties: the most samples).
+pub fn default_local_node(data: &NodeData) -> usize {
+    let nodes = &data[0];
+    (0..nodes.len())
+        .max_by_key(|&u| {
+            let pos = nodes[u].iter().filter(|s| s.misbehaving).count();
+            (pos, nodes[u].len(), std::cmp::Reverse(u))
+        })
+        .unwrap_or(0)
+}
+
+/// Local-only training on node `node` of mesh 0: as many SGD steps as one federated client
+/// takes over all rounds.
+pub fn train_local(
+    data: &NodeData,
+    node: usize,
+    cfg: &TrainConfig,
+) -> Result<(Mlp, Vec<ModelRecord>), MapekError> {
+    let d = data
+        .first()
+        .and_then(|m| m.get(node))
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            MapekError::config(
+                "<train>",
+                "detector.local_node",
+                format!("node {node} has no samples in training mesh 0"),
+            )
+        })?;
+    let mut mlp = Mlp::new(cfg.hidden, cfg.seed);
+    let mut history = Vec::new();
+    for round in 0..cfg.rounds {
+        let mut rng = client_rng(cfg.seed, round, usize::MAX);
+        let loss = local_sgd(&mut mlp, d, cfg, cfg.local_steps, &mut rng);
+        history.push(ModelRecord {
+            detector: "local".into(),
+            round,
+            clients: 1,
+            loss,
+            checksum: checksum(&mlp.weights),
+        });
+    }
+    Ok((mlp, history))
+}
+
+/// Precision, recall, F1 (at 0.5) and ROC AUC of one head on labelled samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct HeadScores {
+    pub samples: usize,
+    pub positives: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Area under the ROC curve (ties count half).
+    pub auc: f64,
+}
+
+/// Scores `predict` on every sample of `data`, for the head `head` (`NODE` or `LINK`).
+pub fn score_head(
+    data: &NodeData,
+    head: usize,
+    predict: &dyn Fn(&[f32; FEATURES]) -> [f32; 2],
+) -> HeadScores {
+    let mut scored: Vec<(f32, bool)> = Vec::new();
+    for s in data.iter().flatten().flatten() {
+        let label = match head {
+            NODE => Some(s.misbehaving),
+            LINK => s.link_fails,
+            _ => None,
+        };
+        if let Some(y) = label {
+            scored.push((predict(&s.features)[head], y));
+        }
+    }
+    let pos = scored.iter().filter(|s| s.1).count();
+    let tp = scored.iter().filter(|s| s.1 && s.0 >= 0.5).count() as f64;
+    let fp = scored.iter().filter(|s| !s.1 && s.0 >= 0.5).count() as f64;
+    let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+    let recall = if pos > 0 { tp / pos as f64 } else { 0.0 };
+    let f1 = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
+    // AUC by ranks (Mann-Whitney), ties averaged.
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < scored.len() {
+        let mut j = i;
+        while j < scored.len() && scored[j].0 == scored[i].0 {
+            j += 1;
+        }
+        let avg = (i + j + 1) as f64 / 2.0;
+        rank_sum += avg * scored[i..j].iter().filter(|s| s.1).count() as f64;
+        i = j;
+    }
+    let neg = scored.len() - pos;
+    let auc = if pos > 0 && neg > 0 {
+        (rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64
+    } else {
+        f64::NAN
+    };
+    HeadScores {
+        samples: scored.len(),
+        positives: pos,
+        precision,
+        recall,
+        f1,
+        auc,
+    }
+}
+
+/// Counts of samples per node, for reports.
+pub fn sample_counts(data: &NodeData) -> HashMap<&'static str, usize> {
+    let all = data.iter().flatten().flatten();
+    let mut m = HashMap::new();
+    let (mut n, mut bad, mut fail) = (0, 0, 0);
+    for s in all {
+        n += 1;
+        bad += s.misbehaving as usize;
+        fail += (s.link_fails == Some(true)) as usize;
+    }
+    m.insert("samples", n);
+    m.insert("misbehaving", bad);
+    m.insert("link_fails", fail);
+    m.insert(
+        "clients",
+        data.iter().flatten().filter(|d| !d.is_empty()).count(),
+    );
+    m
+}
