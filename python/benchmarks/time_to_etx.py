@@ -1,0 +1,297 @@
+"""Time to a router that matches ETX on the dynamic scenario: meshrl against Stable-Baselines3's
+``PPO`` and sb3-contrib's ``MaskablePPO`` (PyTorch, CPU), one after the other, same machine.
+
+The scenario is ``configs/train/dynamic-routing.toml`` (the 32-node dynamic mesh with churn,
+degradation and 10 % untrusted nodes, routing features, delivery reward). Every
+``--eval-every`` environment steps each library's current policy routes the same
+``--eval-episodes`` packets (seed ``--eval-seed``, 256 environments, 64 per twin: the scenario's
+own load), greedily (argmax over valid slots: SB3's ``deterministic=True``), with a replica in
+Python of meshrl's Rust evaluation harness (``rust/eval/src/harness.rs``) on
+``MeshRoutingVecEnv``; ETX routes the same packets through ``meshrl.eval.compare``. Packets pair
+up by (environment, episode): "matches ETX" is the paired delivery difference ≥ 0 (point
+estimate; the 95 % interval is a paired bootstrap).
+
+- meshrl: the ``meshrl train`` command of the installed wheel (subprocess, as a user runs it),
+  unchanged config, with a checkpoint every ``--eval-every`` steps; a watcher copies each
+  checkpoint as it appears and the policies are evaluated after training, so evaluation takes
+  no core from training. Train time = the checkpoint's write time - the command's start.
+- SB3 / MaskablePPO: ``make_vec_env`` over ``meshrl/MeshRouting-v0`` (DummyVecEnv, Monitor),
+  evaluated from a callback at rollout start (after the update), the training clock paused.
+  Stops at the first match or after ``--budget-s`` seconds of training.
+
+    pip install stable-baselines3 sb3-contrib
+    python python/benchmarks/time_to_etx.py [--libs meshrl,sb3-ppo,sb3-maskable] [--budget-s 900]
+
+Results and caveats: BENCHMARKS.md, "Against SB3's PPO and sb3-contrib's MaskablePPO".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+import meshrl
+import meshrl.eval
+import meshrl.ppo
+from meshrl import _core
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TRAIN_CONFIG = ROOT / "configs" / "train" / "dynamic-routing.toml"
+DELIVERED = meshrl.envs.OUTCOMES.index("delivered")
+EVAL_ENVS = 256  # whole twins of 64 packets: meshrl_ppo::own_load_envs for this scenario
+
+Act = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def load_scenario() -> tuple[dict, dict, int]:
+    """The training environment (overrides applied), meshrl's PPO settings and total steps."""
+    mix_json, ppo_json, total_steps, _, _ = _core.load_train_config(str(TRAIN_CONFIG))
+    return json.loads(mix_json)[0]["env"], json.loads(ppo_json), total_steps
+
+
+def route(act: Act, env_cfg: dict, episodes: int, seed: int) -> dict[tuple[int, int], bool]:
+    """Delivered or not for each (environment, episode): rust/eval/src/harness.rs in Python."""
+    cfg = json.loads(json.dumps(env_cfg))
+    cfg["env"]["autoreset_mode"] = "next_step"
+    cfg["env"]["invalid_action"] = "lose"
+    env = meshrl.MeshRoutingVecEnv(EVAL_ENVS, config=cfg)
+    quota = np.array([episodes // EVAL_ENVS + (i < episodes % EVAL_ENVS) for i in range(EVAL_ENVS)])
+    obs, info = env.reset(seed=seed)
+    finished = np.zeros(EVAL_ENVS, dtype=bool)
+    done = np.zeros(EVAL_ENVS, dtype=np.int64)
+    out: dict[tuple[int, int], bool] = {}
+    for _ in range(int(quota.max()) * (cfg["env"]["ttl"] + 2) + 16):
+        if (done >= quota).all():
+            break
+        mask = np.asarray(info["action_mask"], dtype=np.int8).copy()
+        mask[finished] = 1  # this step resets them: the action is ignored
+        actions = np.asarray(act(obs, mask), dtype=np.int64).reshape(EVAL_ENVS)
+        actions[finished] = 0
+        obs, _, term, trunc, info = env.step(actions)
+        finished = term | trunc
+        for i in np.flatnonzero(finished & (info["packet"] < quota)):
+            out[(int(i), int(info["packet"][i]))] = bool(info["outcome"][i] == DELIVERED)
+            done[i] += 1
+    env.close()
+    return out
+
+
+def paired(policy: dict, etx: dict, seed: int = 0) -> tuple[float, float, float, float]:
+    """(policy delivery, policy - ETX, 95 % paired-bootstrap interval low, high)."""
+    keys = sorted(set(policy) & set(etx))
+    diff = np.array([policy[k] for k in keys], float) - np.array([etx[k] for k in keys], float)
+    rng = np.random.default_rng(seed)
+    boots = diff[rng.integers(0, len(diff), size=(2000, len(diff)))].mean(axis=1)
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return float(np.mean([policy[k] for k in keys])), float(diff.mean()), float(low), float(high)
+
+
+class Etx:
+    """ETX's outcome on the evaluation packets, and the comparison of a policy with it."""
+
+    def __init__(self, env_cfg: dict, episodes: int, seed: int):
+        self.env_cfg, self.episodes, self.seed = env_cfg, episodes, seed
+        r = meshrl.eval.compare(["baseline:etx"], env_cfg, episodes=episodes, seed=seed, num_envs=EVAL_ENVS)
+        e = r["episodes"]["baseline:etx"]
+        self.outcome = {(int(i), int(j)): bool(d) for i, j, d in zip(e["env"], e["episode"], e["delivered"])}
+        self.delivery = float(r["summary"]["baseline:etx"]["delivery_ratio"])
+
+    def compare(self, act: Act) -> tuple[tuple[float, float, float, float], float]:
+        t0 = time.perf_counter()
+        outcome = route(act, self.env_cfg, self.episodes, self.seed)
+        assert set(outcome) == set(self.outcome), "the policy's packets do not pair up with ETX's"
+        return paired(outcome, self.outcome), time.perf_counter() - t0
+
+
+def read_checkpoint(path: pathlib.Path) -> tuple[int, np.ndarray]:
+    """(global step, weights) of a PPO checkpoint (rust/ppo/src/checkpoint.rs, file.rs)."""
+    data = path.read_bytes()
+    _, header, _, payload = data.split(b"\n", 3)
+    h = json.loads(header)
+    return int(h["global_step"]), np.frombuffer(payload[: 4 * h["num_weights"]], dtype="<f4").copy()
+
+
+def run_meshrl(etx: Etx, env_cfg: dict, ppo_cfg: dict, steps: int, eval_every: int) -> dict:
+    batch = ppo_cfg["num_envs"] * ppo_cfg["num_steps"]
+    if eval_every % batch:
+        raise SystemExit(f"--eval-every must be a multiple of meshrl's batch ({batch})")
+    out = pathlib.Path(tempfile.mkdtemp(prefix="time_to_etx_"))
+    ckpt = out / "checkpoint.ckpt"
+    seen: list[tuple[float, int, np.ndarray]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = None
+        while not stop.is_set():
+            try:
+                st = ckpt.stat()
+                if st.st_mtime_ns != last:
+                    last = st.st_mtime_ns
+                    step, w = read_checkpoint(ckpt)
+                    seen.append((st.st_mtime_ns / 1e9, step, w))
+            except (FileNotFoundError, ValueError):
+                pass
+            stop.wait(0.05)
+
+    cmd = [sys.executable, "-m", "meshrl.cli", "train", str(TRAIN_CONFIG), "--out", str(out), "--force",
+           "--steps", str(steps), "--checkpoint-every", str(eval_every // batch), "--eval-episodes", "256"]
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.time() - t0
+    stop.set()
+    watcher.join()
+    if proc.returncode:
+        raise SystemExit(f"meshrl train failed:\n{proc.stderr[-3000:]}")
+    # A trainer holds the `slots` network (a bare Learner cannot: it needs the routing env).
+    learner = meshrl.ppo.Trainer(config=TRAIN_CONFIG, ppo={"device": "cpu"})
+    act = lambda o, m: learner.get_action(o, m, deterministic=True)  # noqa: E731
+    evals, eval_s, reached = [], 0.0, None
+    for written, step, w in seen:
+        learner.set_weights(w)
+        result, s = etx.compare(act)
+        eval_s += s
+        evals.append((step, written - t0, result))
+        print(f"  meshrl step {step:>9,} train {written - t0:7.1f} s  delivery {result[0]:.3f}  "
+              f"vs ETX {result[1]:+.3f} [{result[2]:+.3f}, {result[3]:+.3f}]", flush=True)
+        if reached is None and result[1] >= 0:
+            reached = (step, written - t0, result, eval_s)
+            check_against_trainer(w, etx, result[0])
+    return dict(reached=reached, evals=evals, eval_s=eval_s, wall=wall, last=evals[-1] if evals else None)
+
+
+def check_against_trainer(weights: np.ndarray, etx: Etx, delivery: float) -> None:
+    """The Python harness against meshrl's own (Rust) one: same greedy delivery, same ETX."""
+    trainer = meshrl.ppo.Trainer(config=TRAIN_CONFIG, ppo={"device": "cpu"})
+    trainer.set_weights(weights)
+    pol = trainer.evaluate(episodes=etx.episodes, seed=etx.seed)["policies"]
+    print(f"  check (Rust harness, Trainer.evaluate): ppo (greedy) {pol['ppo (greedy)']['delivery_ratio']:.4f} "
+          f"(Python harness {delivery:.4f}), ETX {pol['baseline:etx']['delivery_ratio']:.4f} "
+          f"(meshrl.eval.compare {etx.delivery:.4f})", flush=True)
+
+
+def run_sb3(kind: str, etx: Etx, env_cfg: dict, settings: dict, n_envs: int, budget_s: float,
+            eval_every: int) -> dict:
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    torch.set_num_threads(2)
+    if settings["n_steps"] * n_envs != eval_every and eval_every % (settings["n_steps"] * n_envs):
+        raise SystemExit("--eval-every must be a multiple of SB3's rollout (n_envs * n_steps)")
+    state = dict(eval_s=0.0, evals=[], reached=None, stop=False, next=eval_every)
+
+    class Clock(BaseCallback):
+        # At rollout start the update on every step so far is done: evaluate that policy.
+        def _on_rollout_start(self) -> None:
+            train_s = time.perf_counter() - start - state["eval_s"]
+            if self.num_timesteps >= state["next"]:
+                state["next"] += eval_every
+                if kind == "sb3-maskable":
+                    act = lambda o, m: self.model.predict(o, action_masks=m.astype(bool), deterministic=True)[0]  # noqa: E731
+                else:
+                    act = lambda o, m: self.model.predict(o, deterministic=True)[0]  # noqa: E731
+                result, s = etx.compare(act)
+                state["eval_s"] += s
+                state["evals"].append((self.num_timesteps, train_s, result))
+                print(f"  {kind} step {self.num_timesteps:>9,} train {train_s:7.1f} s  delivery {result[0]:.3f}  "
+                      f"vs ETX {result[1]:+.3f} [{result[2]:+.3f}, {result[3]:+.3f}]", flush=True)
+                if result[1] >= 0:
+                    state["reached"] = (self.num_timesteps, train_s, result, state["eval_s"])
+                    state["stop"] = True
+            if train_s > budget_s:
+                state["stop"] = True
+
+        def _on_step(self) -> bool:
+            return not state["stop"]
+
+    start = time.perf_counter()
+    env = make_vec_env(meshrl.ENV_ID, n_envs=n_envs, seed=0, env_kwargs=dict(config=env_cfg))
+    if kind == "sb3-maskable":
+        from sb3_contrib import MaskablePPO as Algo
+    else:
+        Algo = PPO
+    kwargs = dict(settings)
+    arch = kwargs.pop("net_arch")
+    model = Algo("MlpPolicy", env, policy_kwargs=dict(net_arch=arch, activation_fn=torch.nn.Tanh), seed=0,
+                 device="cpu", verbose=0, **kwargs)
+    model.learn(total_timesteps=10**10, callback=Clock())
+    env.close()
+    return dict(reached=state["reached"], evals=state["evals"], eval_s=state["eval_s"],
+                steps=model.num_timesteps, last=state["evals"][-1] if state["evals"] else None)
+
+
+# SB3's settings: meshrl's rollout (8,192 steps) and learning rate, [64, 64] tanh MLP (SB3's
+# MlpPolicy has no per-neighbour scoring), more epochs on smaller minibatches than meshrl.
+SB3_SETTINGS = dict(n_steps=128, batch_size=1024, n_epochs=4, learning_rate=1e-3, gamma=0.99, gae_lambda=0.95,
+                    clip_range=0.2, ent_coef=0.003, vf_coef=0.5, max_grad_norm=0.5, net_arch=[64, 64])
+
+
+def describe(kind: str, ppo_cfg: dict, n_envs: int) -> str:
+    if kind == "meshrl":
+        return (f"`{TRAIN_CONFIG.relative_to(ROOT)}` as shipped: slots {ppo_cfg['hidden']}, {ppo_cfg['num_envs']} envs x "
+                f"{ppo_cfg['num_steps']}, {ppo_cfg['epochs']} epochs, mb {ppo_cfg['minibatch_size']}, lr {ppo_cfg['learning_rate']} annealed")
+    s = SB3_SETTINGS
+    return (f"MlpPolicy {s['net_arch']} tanh, make_vec_env {n_envs} x {s['n_steps']}, {s['n_epochs']} epochs, "
+            f"mb {s['batch_size']}, lr {s['learning_rate']}, ent {s['ent_coef']}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--libs", default="meshrl,sb3-ppo,sb3-maskable")
+    p.add_argument("--budget-s", type=float, default=900.0, help="training seconds per SB3 run")
+    p.add_argument("--meshrl-steps", type=int, default=None, help="default: the config's total_steps")
+    p.add_argument("--eval-every", type=int, default=32768)
+    p.add_argument("--eval-episodes", type=int, default=4096)
+    p.add_argument("--eval-seed", type=int, default=1_000_003)
+    p.add_argument("--sb3-envs", type=int, default=64)
+    args = p.parse_args()
+
+    env_cfg, ppo_cfg, total_steps = load_scenario()
+    print(f"load before: {os.getloadavg()}", flush=True)
+    etx = Etx(env_cfg, args.eval_episodes, args.eval_seed)
+    print(f"ETX delivery on the {args.eval_episodes} evaluation packets: {etx.delivery:.4f}", flush=True)
+    rows = {}
+    for kind in args.libs.split(","):
+        print(f"{kind}:", flush=True)
+        if kind == "meshrl":
+            rows[kind] = run_meshrl(etx, env_cfg, ppo_cfg, args.meshrl_steps or total_steps, args.eval_every)
+        else:
+            rows[kind] = run_sb3(kind, etx, env_cfg, SB3_SETTINGS, args.sb3_envs, args.budget_s, args.eval_every)
+        print(f"  load after {kind}: {os.getloadavg()}", flush=True)
+
+    base = rows.get("meshrl", {}).get("reached")
+    print("\n| library | settings | steps to match ETX | train wall s | eval s | delivery − ETX at that point [95 % CI] | ratio vs meshrl |")
+    print("|---|---|---:|---:|---:|---|---:|")
+    for kind, r in rows.items():
+        hit = r["reached"]
+        if hit:
+            step, train_s, (d, diff, lo, hi), ev = hit
+            ratio = "1.0×" if kind == "meshrl" else (f"{train_s / base[1]:.1f}×" if base else "–")
+            print(f"| {kind} | {describe(kind, ppo_cfg, args.sb3_envs)} | {step:,} | {train_s:.1f} | {ev:.1f} | "
+                  f"{d:.3f} vs {etx.delivery:.3f}: {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] | {ratio} |")
+        else:
+            last = r["last"]
+            best = max((e[2] for e in r["evals"]), key=lambda x: x[1], default=None)
+            budget = last[1] if last else args.budget_s
+            ratio = f"≥ {budget / base[1]:.1f}×" if base else "–"
+            steps = r.get("steps", last[0] if last else 0)
+            print(f"| {kind} | {describe(kind, ppo_cfg, args.sb3_envs)} | not reached in {budget:.0f} s at {steps:,} steps | "
+                  f"> {budget:.0f} | {r['eval_s']:.1f} | best {best[0]:.3f} vs {etx.delivery:.3f}: {best[1]:+.3f} "
+                  f"[{best[2]:+.3f}, {best[3]:+.3f}] | {ratio} |" if best else f"| {kind} | no evaluation |")
+
+
+if __name__ == "__main__":
+    main()
