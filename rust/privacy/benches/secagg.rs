@@ -5,106 +5,15 @@
 //!
 //! CARGO_TARGET_DIR=/root/.cache/meshrl/target-light cargo bench -p meshrl-privacy --bench secagg
 
-use std::sync::Arc;
+mod parties;
 
-use chacha20::ChaCha20Rng;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use ed25519_dalek::SigningKey;
-use meshrl_privacy::secagg::{
-    Client, Ed25519Directory, EncryptedShare, Graph, Identity, IdentityDirectory, Server,
-};
-use meshrl_privacy::{secure_sum, Dropouts, SecAggConfig, Stage};
-use rand::{Rng, RngExt, SeedableRng};
-use rayon::prelude::*;
-
-const N: usize = 100;
-const D: usize = 10_000;
-
-fn parties(cfg: &SecAggConfig) -> (Vec<Client>, Server) {
-    let mut rng = ChaCha20Rng::seed_from_u64(0);
-    let mut draw = || {
-        let mut b = [0u8; 32];
-        rng.fill_bytes(&mut b);
-        b
-    };
-    let keys: Vec<SigningKey> = (0..N).map(|_| SigningKey::from_bytes(&draw())).collect();
-    let directory = Arc::new(Ed25519Directory(
-        keys.iter().map(|k| k.verifying_key()).collect(),
-    ));
-    let clients = keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let identity = cfg
-                .sign_messages
-                .then(|| Identity::ed25519(k, directory.clone()));
-            Client::new(cfg, i, draw(), identity).unwrap()
-        })
-        .collect();
-    let server = Server::new(
-        cfg,
-        cfg.sign_messages
-            .then_some(directory as Arc<dyn IdentityDirectory>),
-    )
-    .unwrap();
-    (clients, server)
-}
-
-/// Rounds 0 and 1.
-fn setup(clients: &mut [Client], server: &mut Server) -> Vec<Vec<EncryptedShare>> {
-    let adverts = clients
-        .par_iter_mut()
-        .map(|c| c.advertise_keys().unwrap())
-        .collect();
-    let roster = server.receive_adverts(adverts).unwrap();
-    let shares = clients
-        .par_iter_mut()
-        .map(|c| c.share_keys(&roster).unwrap())
-        .collect();
-    server.receive_shares(shares).unwrap()
-}
-
-/// Rounds 2 to 4, with `dropped` clients sending no masked input.
-fn round(
-    mut clients: Vec<Client>,
-    server: &mut Server,
-    inboxes: &[Vec<EncryptedShare>],
-    inputs: &[Vec<f32>],
-    dropped: usize,
-) {
-    clients.truncate(N - dropped);
-    let masked = clients
-        .par_iter_mut()
-        .map(|c| c.masked_input(&inboxes[c.id()], &inputs[c.id()]).unwrap())
-        .collect();
-    let announced = server.receive_masked_inputs(masked).unwrap();
-    let signatures = clients
-        .par_iter_mut()
-        .map(|c| c.check_consistency(&announced).unwrap())
-        .collect();
-    let request = server.receive_consistency_signatures(signatures).unwrap();
-    let responses = clients
-        .par_iter_mut()
-        .map(|c| c.unmask(&request).unwrap())
-        .collect();
-    let out = server.receive_unmask_responses(responses).unwrap();
-    assert_eq!(out.included.len(), N - dropped);
-}
+use meshrl_privacy::{secure_sum, Dropouts, Stage};
+use parties::{inputs, parties, round, sessions, setup, N};
 
 fn bench(c: &mut Criterion) {
-    let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let inputs: Vec<Vec<f32>> = (0..N)
-        .map(|_| (0..D).map(|_| rng.random_range(-1.0f32..1.0)).collect())
-        .collect();
-    let complete = SecAggConfig::new(N, 51, D);
-    let mut unsigned = complete.clone();
-    unsigned.sign_messages = false;
-    let mut harary = complete.clone();
-    harary.graph = Graph::Harary {
-        degree: 14,
-        seed: 0,
-    };
-    harary.threshold = 8;
+    let inputs = inputs();
+    let [complete, unsigned, harary] = sessions();
 
     let mut g = c.benchmark_group("secagg_n100_d10k");
     g.sample_size(10);
@@ -115,7 +24,7 @@ fn bench(c: &mut Criterion) {
     ] {
         g.bench_function(format!("{name}/setup"), |b| {
             b.iter_batched(
-                || parties(cfg),
+                || parties(cfg, 0),
                 |(mut cl, mut sv)| setup(&mut cl, &mut sv),
                 BatchSize::PerIteration,
             )
@@ -124,11 +33,14 @@ fn bench(c: &mut Criterion) {
             g.bench_function(format!("{name}/round_{dropped}_dropped"), |b| {
                 b.iter_batched(
                     || {
-                        let (mut cl, mut sv) = parties(cfg);
+                        let (mut cl, mut sv) = parties(cfg, 0);
                         let inboxes = setup(&mut cl, &mut sv);
                         (cl, sv, inboxes)
                     },
-                    |(cl, mut sv, inboxes)| round(cl, &mut sv, &inboxes, &inputs, dropped),
+                    |(mut cl, mut sv, inboxes)| {
+                        cl.truncate(N - dropped);
+                        assert_eq!(round(&mut cl, &mut sv, &inboxes, &inputs), N - dropped);
+                    },
                     BatchSize::PerIteration,
                 )
             });

@@ -55,17 +55,25 @@ pub(crate) fn pairwise_mask_key(
     a: usize,
     b: usize,
 ) -> Option<[u8; 32]> {
+    pair_key(mine, theirs, session, b"pairwise-mask", a, b)
+}
+
+/// A key of the pair (`a`, `b`) for `purpose`, from their X25519 agreement (the same from
+/// either side); `None` if the peer's key is a low-order point (the agreement would be zeros).
+fn pair_key(
+    mine: &StaticSecret,
+    theirs: &[u8; 32],
+    session: u64,
+    purpose: &[u8],
+    a: usize,
+    b: usize,
+) -> Option<[u8; 32]> {
     let shared = mine.diffie_hellman(&PublicKey::from(*theirs));
     if !shared.was_contributory() {
         return None;
     }
     let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
-    Some(derive(
-        shared.as_bytes(),
-        session,
-        b"pairwise-mask",
-        &[lo, hi],
-    ))
+    Some(derive(shared.as_bytes(), session, purpose, &[lo, hi]))
 }
 
 /// The ChaCha20 key of client `client`'s self mask, from its shared seed.
@@ -154,17 +162,7 @@ pub(crate) fn channel_key(
     a: usize,
     b: usize,
 ) -> Option<[u8; 32]> {
-    let shared = mine.diffie_hellman(&PublicKey::from(*theirs));
-    if !shared.was_contributory() {
-        return None;
-    }
-    let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
-    Some(derive(
-        shared.as_bytes(),
-        session,
-        b"share-channel",
-        &[lo, hi],
-    ))
+    pair_key(mine, theirs, session, b"share-channel", a, b)
 }
 
 /// The channel from `from` to `to` through the server: ChaCha20-Poly1305 under their
