@@ -5,9 +5,8 @@ The scenario is ``configs/train/dynamic-routing.toml`` (the 32-node dynamic mesh
 degradation and 10 % untrusted nodes, routing features, delivery reward). Every
 ``--eval-every`` environment steps each library's current policy routes the same
 ``--eval-episodes`` packets (seed ``--eval-seed``, 256 environments, 64 per twin: the scenario's
-own load), greedily (argmax over valid slots: SB3's ``deterministic=True``), with a replica in
-Python of meshrl's Rust evaluation harness (``rust/eval/src/harness.rs``) on
-``MeshRoutingVecEnv``; ETX routes the same packets through ``meshrl.eval.compare``. Packets pair
+own load), greedily (argmax over valid slots: SB3's ``deterministic=True``), through
+``meshrl.eval.compare`` (a policy callable, the same harness and packets as ETX's). Packets pair
 up by (environment, episode): "matches ETX" is the paired delivery difference ≥ 0 (point
 estimate; the 95 % interval is a paired bootstrap).
 
@@ -47,7 +46,6 @@ from meshrl import _core
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRAIN_CONFIG = ROOT / "configs" / "train" / "dynamic-routing.toml"
-DELIVERED = meshrl.envs.OUTCOMES.index("delivered")
 EVAL_ENVS = 256  # whole twins of 64 packets: meshrl_ppo::own_load_envs for this scenario
 
 Act = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -60,30 +58,10 @@ def load_scenario() -> tuple[dict, dict, int]:
 
 
 def route(act: Act, env_cfg: dict, episodes: int, seed: int) -> dict[tuple[int, int], bool]:
-    """Delivered or not for each (environment, episode): rust/eval/src/harness.rs in Python."""
-    cfg = json.loads(json.dumps(env_cfg))
-    cfg["env"]["autoreset_mode"] = "next_step"
-    cfg["env"]["invalid_action"] = "lose"
-    env = meshrl.MeshRoutingVecEnv(EVAL_ENVS, config=cfg)
-    quota = np.array([episodes // EVAL_ENVS + (i < episodes % EVAL_ENVS) for i in range(EVAL_ENVS)])
-    obs, info = env.reset(seed=seed)
-    finished = np.zeros(EVAL_ENVS, dtype=bool)
-    done = np.zeros(EVAL_ENVS, dtype=np.int64)
-    out: dict[tuple[int, int], bool] = {}
-    for _ in range(int(quota.max()) * (cfg["env"]["ttl"] + 2) + 16):
-        if (done >= quota).all():
-            break
-        mask = np.asarray(info["action_mask"], dtype=np.int8).copy()
-        mask[finished] = 1  # this step resets them: the action is ignored
-        actions = np.asarray(act(obs, mask), dtype=np.int64).reshape(EVAL_ENVS)
-        actions[finished] = 0
-        obs, _, term, trunc, info = env.step(actions)
-        finished = term | trunc
-        for i in np.flatnonzero(finished & (info["packet"] < quota)):
-            out[(int(i), int(info["packet"][i]))] = bool(info["outcome"][i] == DELIVERED)
-            done[i] += 1
-    env.close()
-    return out
+    """Delivered or not for each (environment, episode), routed by ``act`` through meshrl.eval."""
+    r = meshrl.eval.compare([("policy", act)], env_cfg, episodes=episodes, seed=seed, num_envs=EVAL_ENVS)
+    e = r["episodes"]["policy"]
+    return {(int(i), int(j)): bool(d) for i, j, d in zip(e["env"], e["episode"], e["delivered"])}
 
 
 def paired(policy: dict, etx: dict, seed: int = 0) -> tuple[float, float, float, float]:

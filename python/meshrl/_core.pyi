@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension ``meshrl._core`` (use the Python modules around it)."""
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -64,7 +64,7 @@ def aggregate(
 def nnm(updates: Any, num_byzantine: int) -> npt.NDArray[np.float32]: ...
 def attack(attack: str, honest: Any, num_byzantine: int, strength: float = 1.0, seed: int | None = None) -> npt.NDArray[np.float32]: ...
 def evaluate_baselines(
-    policies: Sequence[str], config_json: str, scenario: str, episodes: int = 2000, seed: int = 0, num_envs: int = 256
+    policies: Sequence[str | tuple[str, Callable[[np.ndarray, np.ndarray], Any]]], config_json: str, scenario: str, episodes: int = 2000, seed: int = 0, num_envs: int = 256
 ) -> tuple[str, dict[str, dict[str, np.ndarray]]]: ...
 
 class Learner:

@@ -204,6 +204,9 @@ fn run_incidents(args: &EvalArgs) -> Result<()> {
         start.elapsed().as_secs_f64(),
         detectors.local_node
     );
+    for (name, [node, link]) in &detectors.thresholds {
+        eprintln!("{name} detector decides at p(misbehaving) ≥ {node:.3}, p(link fails) ≥ {link:.3} (calibration: {:?})", first.detector.calibration);
+    }
     let mut reports = Vec::new();
     for f in &files {
         let start = Instant::now();

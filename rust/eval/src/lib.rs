@@ -13,5 +13,5 @@ mod report;
 pub mod stats;
 
 pub use baselines::{baseline, Decision, Router, BASELINES};
-pub use harness::{evaluate, Episode, EvalOptions, MAX_EPISODES};
+pub use harness::{evaluate, evaluate_batch, BatchEvalError, Episode, EvalOptions, MAX_EPISODES};
 pub use report::{csv, table};

@@ -1,7 +1,9 @@
 use meshrl_env::twin::{LossCause, TopologyKind, Twin, TwinConfig, NO_NEIGHBOR};
 use meshrl_env::EnvConfig;
 use meshrl_eval::baselines::{Decision, Router};
-use meshrl_eval::{baseline, evaluate, stats, EvalOptions, BASELINES};
+use meshrl_eval::{
+    baseline, evaluate, evaluate_batch, stats, BatchEvalError, EvalOptions, BASELINES,
+};
 
 fn scenario(name: &str) -> EnvConfig {
     EnvConfig::from_toml_file(format!(
@@ -396,4 +398,98 @@ fn backpressure_never_picks_a_masked_slot_and_relieves_congestion() {
         paired.delivery_diff > 0.02 && paired.delivery_significant,
         "{paired:?}"
     );
+}
+
+/// The first valid slot, one packet at a time.
+struct FirstValid;
+
+impl Router for FirstValid {
+    fn name(&self) -> String {
+        "first_valid".into()
+    }
+    fn next_hop(&mut self, _: usize, _: &Twin, d: &Decision<'_>) -> usize {
+        d.mask.iter().position(|&m| m != 0).unwrap_or(0)
+    }
+}
+
+#[test]
+fn a_batched_policy_routes_the_same_packets_as_the_same_router() {
+    let cfg = scenario("churn");
+    let opts = EvalOptions {
+        episodes: 600,
+        num_envs: 64,
+        seed: 3,
+    };
+    let k = cfg.topology.max_neighbors;
+    let d = meshrl_env::VecEnv::new(cfg.clone(), 1).unwrap().obs_dim();
+    let mut calls = 0;
+    let mut act = |obs: &[f32], mask: &[i8], actions: &mut [i64]| -> Result<(), String> {
+        calls += 1;
+        assert_eq!(obs.len(), 64 * d);
+        assert_eq!(mask.len(), 64 * k);
+        for (i, a) in actions.iter_mut().enumerate() {
+            let row = &mask[i * k..(i + 1) * k];
+            // Never an all-invalid row: finished environments read all-valid.
+            assert!(row.iter().any(|&m| m != 0));
+            *a = row.iter().position(|&m| m != 0).unwrap() as i64;
+        }
+        Ok(())
+    };
+    let batched = evaluate_batch(&cfg, &opts, &mut act).unwrap();
+    assert!(calls > 0);
+    let per_packet = evaluate(&cfg, &mut FirstValid, &opts).unwrap();
+    assert_eq!(batched, per_packet);
+    assert_eq!(batched.len(), 600);
+}
+
+#[test]
+fn a_batched_policy_loses_packets_on_masked_slots_and_errors_come_back() {
+    let cfg = scenario("static");
+    let opts = EvalOptions {
+        episodes: 100,
+        num_envs: 10,
+        seed: 1,
+    };
+    let k = cfg.topology.max_neighbors;
+    // A slot the mask hides, where there is one: that packet is lost as an invalid action.
+    let mut masked = |_: &[f32], mask: &[i8], a: &mut [i64]| -> Result<(), String> {
+        for (i, a) in a.iter_mut().enumerate() {
+            let row = &mask[i * k..(i + 1) * k];
+            *a = row.iter().position(|&m| m == 0).unwrap_or(0) as i64;
+        }
+        Ok(())
+    };
+    let eps = evaluate_batch(&cfg, &opts, &mut masked).unwrap();
+    assert_eq!(eps.len(), 100);
+    let invalid = eps
+        .iter()
+        .filter(|e| e.loss_cause == LossCause::InvalidAction as u8)
+        .count();
+    assert!(invalid > 50, "{invalid}");
+    // A slot past the table is the environment's error, naming the action.
+    let mut out_of_range = |_: &[f32], _: &[i8], a: &mut [i64]| -> Result<(), String> {
+        a.fill(k as i64 + 3);
+        Ok(())
+    };
+    match evaluate_batch(&cfg, &opts, &mut out_of_range) {
+        Err(BatchEvalError::Env(e)) => assert!(e.to_string().contains("11"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // The policy's own error stops the evaluation and comes back as it was.
+    let mut failing = |_: &[f32], _: &[i8], _: &mut [i64]| -> Result<(), String> {
+        Err("model not loaded".into())
+    };
+    match evaluate_batch(&cfg, &opts, &mut failing) {
+        Err(BatchEvalError::Policy(e)) => assert_eq!(e, "model not loaded"),
+        other => panic!("{other:?}"),
+    }
+    // Bad options are the environment's error, naming the option.
+    let bad = EvalOptions {
+        num_envs: 0,
+        ..opts
+    };
+    match evaluate_batch(&cfg, &bad, &mut out_of_range) {
+        Err(BatchEvalError::Env(e)) => assert!(e.to_string().contains("num_envs"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -25,6 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64(),
         detectors.training
     );
+    for (name, t) in &detectors.thresholds {
+        eprintln!("{name}: calibrated thresholds {t:?}");
+    }
     print!("{}", report::held_out_table(&detectors));
     let mut reports = Vec::new();
     for f in &files {

@@ -81,6 +81,21 @@ impl Mlp {
         out
     }
 
+    /// The logit (pre-sigmoid score) of each head for one feature vector.
+    pub fn logits(&self, x: &[f32; FEATURES]) -> [f32; 2] {
+        self.predict(x).map(|p| {
+            let p = p.clamp(1e-7, 1.0 - 1e-7);
+            p.ln() - (1.0 - p).ln()
+        })
+    }
+
+    /// Moves head `head`'s decision boundary to logit `z`: a score that was
+    /// `sigmoid(z)` becomes 0.5 (the output bias falls by `z`).
+    pub fn shift_boundary(&mut self, head: usize, z: f32) {
+        let (_, _, ob2) = self.offsets();
+        self.weights[ob2 + head] -= z;
+    }
+
     /// `[p(misbehaving), p(link fails)]` for one feature vector.
     pub fn predict(&self, x: &[f32; FEATURES]) -> [f32; 2] {
         let mut hidden = vec![0.0; self.hidden];

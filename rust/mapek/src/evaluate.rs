@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use meshrl_env::twin::{LocalTraffic, Twin};
 use meshrl_env::EnvConfig;
 use serde::Serialize;
 
@@ -36,6 +37,9 @@ pub struct Detectors {
     pub history: Vec<ModelRecord>,
     /// Training data: samples, positives of each head, clients.
     pub training: HashMap<&'static str, usize>,
+    /// Each learned detector's calibrated thresholds `[misbehaviour, link failure]`, as
+    /// probabilities of the model before calibration (0.5: none found or asked for).
+    pub thresholds: Vec<(String, [f32; 2])>,
     /// Scores on held-out meshes (other seeds, same incident mix), per detector.
     pub held_out: Vec<DetectorScores>,
 }
@@ -64,11 +68,11 @@ pub fn train_detectors(
     router: &str,
 ) -> Result<Detectors, MapekError> {
     let data = training::collect(scenario, loop_cfg.window_ticks, cfg, router, 0)?;
-    let (fed, mut history) = training::train_federated(&data, cfg)?;
+    let (fed, mut history, fed_thresholds) = training::train_federated(&data, cfg)?;
     let local_node = cfg
         .local_node
         .unwrap_or_else(|| training::default_local_node(&data));
-    let (local, local_history) = training::train_local(&data, local_node, cfg)?;
+    let (local, local_history, local_thresholds) = training::train_local(&data, local_node, cfg)?;
     history.extend(local_history);
     let federated = Arc::new(Detector::Model {
         name: "federated".into(),
@@ -95,6 +99,10 @@ pub fn train_detectors(
         local_node,
         history,
         training: training::sample_counts(&data),
+        thresholds: vec![
+            ("federated".into(), fed_thresholds),
+            ("local".into(), local_thresholds),
+        ],
         held_out,
     })
 }
@@ -140,6 +148,10 @@ pub struct LoopResult {
     pub readmissions: usize,
     pub link_avoidances: usize,
     pub tunes: usize,
+    /// Nodes given a transit reserve (all twins).
+    pub transit_reserves: usize,
+    /// The nodes' own background traffic over the run (what a transit reserve holds back).
+    pub own_traffic: LocalTraffic,
     /// Every action of every twin: (twin, action).
     pub actions: Vec<(usize, Action)>,
 }
@@ -159,7 +171,39 @@ pub struct IncidentReport {
     pub targets: Vec<Option<Target>>,
     pub healthy: Windows,
     pub without_loop: Windows,
+    /// The nodes' own background traffic over the run without the loop.
+    pub without_loop_own_traffic: LocalTraffic,
     pub with_loop: Vec<LoopResult>,
+}
+
+/// Each twin's own-traffic totals, as of the last tick observed.
+struct OwnTraffic(Vec<LocalTraffic>);
+
+impl OwnTraffic {
+    fn new(twins: usize) -> Self {
+        OwnTraffic(vec![LocalTraffic::default(); twins])
+    }
+
+    fn observer(&mut self) -> impl FnMut(usize, &mut Twin) + '_ {
+        |g, twin| {
+            let mut t = LocalTraffic::default();
+            for u in 0..twin.num_nodes() {
+                let l = twin.local_traffic(u);
+                t.offered += l.offered;
+                t.admitted += l.admitted;
+            }
+            self.0[g] = t;
+        }
+    }
+
+    fn total(&self) -> LocalTraffic {
+        self.0
+            .iter()
+            .fold(LocalTraffic::default(), |a, t| LocalTraffic {
+                offered: a.offered + t.offered,
+                admitted: a.admitted + t.admitted,
+            })
+    }
 }
 
 fn windows(packets: &[PacketRecord], start: u64, recovery: u64) -> Windows {
@@ -239,13 +283,16 @@ fn hits(incident: &Incident, target: Option<&Target>, a: &Action) -> bool {
         }
         (Incident::HubFails { .. }, ActionKind::Quarantine { node }) => t.nodes.contains(node),
         (Incident::FlashCrowd { .. }, ActionKind::Tune { value, .. }) => *value > 0.0,
+        (Incident::FlashCrowd { .. }, ActionKind::ReserveTransit { node, share }) => {
+            *share < 1.0 && t.nodes.contains(node)
+        }
         _ => false,
     }
 }
 
 /// Whether `a` is the kind of action that answers `incident` (what precision counts):
 /// quarantines for a malicious node, avoided links for a degrading link, both for a failing
-/// hub, tunes for a flash crowd.
+/// hub, tunes and transit reserves for a flash crowd.
 fn is_intervention(incident: &Incident, a: &Action) -> bool {
     match (incident, &a.kind) {
         (Incident::NodeTurnsMalicious { .. }, ActionKind::Quarantine { .. }) => true,
@@ -255,6 +302,7 @@ fn is_intervention(incident: &Incident, a: &Action) -> bool {
             ActionKind::AvoidLink { .. } | ActionKind::Quarantine { .. },
         ) => true,
         (Incident::FlashCrowd { .. }, ActionKind::Tune { value, .. }) => *value > 0.0,
+        (Incident::FlashCrowd { .. }, ActionKind::ReserveTransit { share, .. }) => *share < 1.0,
         _ => false,
     }
 }
@@ -284,10 +332,11 @@ pub fn evaluate_incident(
             .map(|_| vec![IncidentRun::new(incident.clone())])
             .collect()
     };
-    let mut none = |_: usize, _: &mut meshrl_env::twin::Twin| {};
+    let mut none = |_: usize, _: &mut Twin| {};
     let healthy = simulate(&sim, &mut runs(&Incident::Healthy {}), None, &mut none)?;
     let mut incident_runs = runs(&file.incident);
-    let without = simulate(&sim, &mut incident_runs, None, &mut none)?;
+    let mut own_without = OwnTraffic::new(twins);
+    let without = simulate(&sim, &mut incident_runs, None, &mut own_without.observer())?;
     let targets: Vec<Option<Target>> = incident_runs.iter().map(|r| r[0].target.clone()).collect();
     let healthy_w = windows(&healthy, start, recovery);
     let without_w = windows(&without, start, recovery);
@@ -308,13 +357,20 @@ pub fn evaluate_incident(
                 l
             })
             .collect();
-        let with = simulate(&sim, &mut runs(&file.incident), Some(&mut loops), &mut none)?;
+        let mut own = OwnTraffic::new(twins);
+        let with = simulate(
+            &sim,
+            &mut runs(&file.incident),
+            Some(&mut loops),
+            &mut own.observer(),
+        )?;
         let w = windows(&with, start, recovery);
         let (paired, ci) = paired_after(&with, &without, start, recovery);
         let mut detect_times = Vec::new();
         let (mut interventions, mut hit) = (0usize, 0usize);
         let (mut quarantines, mut false_q, mut readmissions, mut avoid, mut tunes) =
             (0, 0, 0, 0, 0);
+        let mut reserves = 0;
         let mut healthy_quarantined = 0usize;
         let mut healthy_nodes = 0usize;
         let mut actions = Vec::new();
@@ -350,6 +406,7 @@ pub fn evaluate_incident(
                     ActionKind::Readmit { .. } => readmissions += 1,
                     ActionKind::AvoidLink { .. } => avoid += 1,
                     ActionKind::Tune { value, .. } if *value > 0.0 => tunes += 1,
+                    ActionKind::ReserveTransit { share, .. } if *share < 1.0 => reserves += 1,
                     _ => {}
                 }
             }
@@ -380,6 +437,8 @@ pub fn evaluate_incident(
             readmissions,
             link_avoidances: avoid,
             tunes,
+            transit_reserves: reserves,
+            own_traffic: own.total(),
             actions,
         });
     }
@@ -395,6 +454,7 @@ pub fn evaluate_incident(
         targets,
         healthy: healthy_w,
         without_loop: without_w,
+        without_loop_own_traffic: own_without.total(),
         with_loop,
     })
 }

@@ -17,6 +17,9 @@ pub enum ActionKind {
     RestoreLink { a: usize, b: usize },
     /// A router parameter changed (see `Router::set_parameter`).
     Tune { parameter: String, value: f64 },
+    /// The node's own traffic may fill only `share` of its queue, the rest is kept for
+    /// transit (`share` = 1 lifts the limit).
+    ReserveTransit { node: usize, share: f32 },
 }
 
 /// One logged action.

@@ -47,4 +47,4 @@ pub use incident::{Incident, IncidentFile, RunConfig};
 pub use knowledge::{Action, ActionKind, Knowledge, ModelRecord};
 pub use monitor::{Monitor, FEATURES, FEATURE_NAMES};
 pub use plan::{LoopConfig, MapeLoop};
-pub use training::{Sample, TrainConfig};
+pub use training::{Calibration, Sample, TrainConfig};

@@ -23,10 +23,18 @@
 //! - **tune** the router under congestion: when at least `congestion_fraction` of the nodes
 //!   have queues at least `congestion_queue` full, make it queue-aware
 //!   (`queue_weight = tuned_queue_weight`) and re-advertise every `tuned_refresh_ticks`;
-//!   undo it after `untune_after_ticks` of calm. This one is a fixed rule, not learned.
+//!   undo it after `untune_after_ticks` of calm. This one is a fixed rule, not learned;
+//! - **reserve transit** at an overloaded node: when a node's own offered load is at least
+//!   `overload_factor` × its service rate and its queue is at least `congestion_queue` full,
+//!   its own packets may fill at most `1 − transit_reserve` of its queue; the rest is kept
+//!   for the packets it forwards, and its own packets beyond the limit wait at the source
+//!   (transit priority: what is dropped is the traffic that overloads the node, not the
+//!   traffic other nodes already spent airtime on). Lifted after `untune_after_ticks` with
+//!   the node's own load below the threshold. A node knows its own load; nothing learned.
 //!
-//! Execute writes the directives on the twin (`set_quarantined`, `set_link_avoided`) and the
-//! router (`set_parameter`); every action goes to [`Knowledge`] with its reason.
+//! Execute writes the directives on the twin (`set_quarantined`, `set_link_avoided`,
+//! `set_local_queue_limit`) and the router (`set_parameter`); every action goes to
+//! [`Knowledge`] with its reason.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,6 +77,10 @@ pub struct LoopConfig {
     /// The router's own advertisement period, restored when the tune is undone.
     pub default_refresh_ticks: u64,
     pub untune_after_ticks: u64,
+    /// Share of an overloaded node's queue kept for transit (0 turns the action off).
+    pub transit_reserve: f32,
+    /// A node is overloaded when its own offered load is at least this × its service rate.
+    pub overload_factor: f64,
 }
 
 impl Default for LoopConfig {
@@ -96,6 +108,8 @@ impl Default for LoopConfig {
             tuned_refresh_ticks: 2,
             default_refresh_ticks: 10,
             untune_after_ticks: 50,
+            transit_reserve: 0.1,
+            overload_factor: 1.0,
         }
     }
 }
@@ -111,6 +125,7 @@ impl LoopConfig {
             ("congestion_queue", self.congestion_queue),
             ("quarantine_max_queue", self.quarantine_max_queue),
             ("congestion_fraction", self.congestion_fraction),
+            ("transit_reserve", self.transit_reserve),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return bad(f, format!("must be in [0, 1], got {v}"));
@@ -158,6 +173,12 @@ impl LoopConfig {
                 ),
             );
         }
+        if !(self.overload_factor.is_finite() && self.overload_factor > 0.0) {
+            return bad(
+                "overload_factor",
+                format!("must be a finite number > 0, got {}", self.overload_factor),
+            );
+        }
         Ok(())
     }
 }
@@ -183,6 +204,9 @@ pub struct MapeLoop {
     links: BTreeMap<(usize, usize), LinkTrack>,
     tuned: bool,
     calm_since: Option<u64>,
+    /// Nodes whose queue keeps a reserve for transit, and since when their load is normal.
+    reserved: Vec<bool>,
+    normal_since: Vec<Option<u64>>,
     pub knowledge: Knowledge,
 }
 
@@ -199,6 +223,8 @@ impl MapeLoop {
             links: BTreeMap::new(),
             tuned: false,
             calm_since: None,
+            reserved: Vec::new(),
+            normal_since: Vec::new(),
             knowledge: Knowledge::default(),
         }
     }
@@ -231,6 +257,8 @@ impl MapeLoop {
             self.streak = vec![0; n];
             self.quarantined = vec![false; n];
             self.probation = vec![None; n];
+            self.reserved = vec![false; n];
+            self.normal_since = vec![None; n];
         }
         self.monitor.record(twin);
         let now = twin.ticks();
@@ -240,6 +268,62 @@ impl MapeLoop {
         }
         self.plan_nodes_and_links(twin, now);
         self.plan_tuning(router, now, congested);
+        self.plan_transit(twin, now);
+    }
+
+    /// Nodes whose queue keeps a reserve for transit now.
+    pub fn transit_reserved(&self) -> Vec<usize> {
+        (0..self.reserved.len())
+            .filter(|&u| self.reserved[u])
+            .collect()
+    }
+
+    fn plan_transit(&mut self, twin: &mut Twin, now: u64) {
+        let cfg = self.cfg.clone();
+        if cfg.transit_reserve <= 0.0 {
+            return;
+        }
+        let service = twin.config().traffic.service_packets_per_tick;
+        let share = 1.0 - cfg.transit_reserve;
+        for u in 0..twin.num_nodes() {
+            let load = twin.offered_load(u);
+            let overloaded = load >= cfg.overload_factor * service;
+            if !self.reserved[u] {
+                if overloaded && twin.is_active(u) && twin.queue(u) >= cfg.congestion_queue {
+                    twin.set_local_queue_limit(u, share);
+                    self.reserved[u] = true;
+                    self.normal_since[u] = None;
+                    let reason = format!(
+                        "own traffic {load:.1} packets/tick ≥ {:.0} % of its service rate ({service:.1}), queue {:.0} % full: its own packets may fill {:.0} % of the queue, {:.0} % kept for transit",
+                        cfg.overload_factor * 100.0,
+                        twin.queue(u) * 100.0,
+                        share * 100.0,
+                        cfg.transit_reserve * 100.0
+                    );
+                    let kind = ActionKind::ReserveTransit { node: u, share };
+                    self.log(now, kind, (load / service) as f32, reason);
+                }
+            } else if overloaded {
+                self.normal_since[u] = None;
+            } else {
+                let since = *self.normal_since[u].get_or_insert(now);
+                if now - since >= cfg.untune_after_ticks {
+                    twin.set_local_queue_limit(u, 1.0);
+                    self.reserved[u] = false;
+                    self.normal_since[u] = None;
+                    let reason = format!(
+                        "own traffic {load:.1} packets/tick below {:.0} % of its service rate for {} ticks: the whole queue open to it again",
+                        cfg.overload_factor * 100.0,
+                        cfg.untune_after_ticks
+                    );
+                    let kind = ActionKind::ReserveTransit {
+                        node: u,
+                        share: 1.0,
+                    };
+                    self.log(now, kind, (load / service) as f32, reason);
+                }
+            }
+        }
     }
 
     fn record_metrics(&mut self, twin: &Twin) -> f32 {

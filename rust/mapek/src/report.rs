@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use meshrl_env::twin::LocalTraffic;
+
 use crate::evaluate::{Detectors, IncidentReport};
 
 fn pct(x: f64) -> String {
@@ -10,6 +12,11 @@ fn pct(x: f64) -> String {
     } else {
         format!("{:.1} %", 100.0 * x)
     }
+}
+
+/// Share of the nodes' own traffic their queues took (`None`: they offered none).
+fn admitted(t: &LocalTraffic) -> Option<f64> {
+    (t.offered > 0.0).then(|| t.admitted / t.offered)
 }
 
 fn opt_pct(x: Option<f64>) -> String {
@@ -22,10 +29,13 @@ pub fn incident_table(reports: &[IncidentReport], detector: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| incident | healthy | without loop | with loop | recovered (first {} ticks) | recovered (after) | paired Δ after [95 % CI] | detected | time to detect (mean / max ticks) | precision | recall | false quarantines / sim. hour | healthy nodes ever quarantined |",
+        "| incident | healthy | without loop | with loop | recovered (first {} ticks) | recovered (after) | paired Δ after [95 % CI] | detected | time to detect (mean / max ticks) | precision | recall | false quarantines / sim. hour | healthy nodes ever quarantined | own traffic admitted (without → with loop) |",
         reports.first().map_or(100, |r| r.recovery_ticks)
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for r in reports {
         let Some(l) = r.with_loop.iter().find(|l| l.detector == detector) else {
             continue;
@@ -36,7 +46,7 @@ pub fn incident_table(reports: &[IncidentReport], detector: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:+.3} [{:+.3}, {:+.3}] | {}/{} | {} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:+.3} [{:+.3}, {:+.3}] | {}/{} | {} | {} | {} | {:.0} | {} | {} |",
             r.incident,
             pct(r.healthy.after),
             pct(r.without_loop.after),
@@ -53,6 +63,10 @@ pub fn incident_table(reports: &[IncidentReport], detector: &str) -> String {
             opt_pct(l.recall),
             l.false_quarantines_per_hour,
             pct(l.healthy_quarantined_fraction),
+            match (admitted(&r.without_loop_own_traffic), admitted(&l.own_traffic)) {
+                (Some(a), Some(b)) => format!("{} → {}", pct(a), pct(b)),
+                _ => "–".into(),
+            },
         );
     }
     s

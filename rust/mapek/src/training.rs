@@ -20,6 +20,7 @@ use meshrl_env::EnvConfig;
 use meshrl_fl::{OnInvalid, Rule};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{Mlp, LINK, NODE};
@@ -54,6 +55,9 @@ pub struct TrainConfig {
     pub link_positive_weight: f32,
     /// `fedavg`, `trimmed_mean` (β = 0.1) or `median`.
     pub rule: String,
+    /// After training, where each head's decision boundary moves (federated: every node
+    /// sends histograms of its scores per class, counts only; summed, they pick it).
+    pub calibration: Calibration,
     /// The node whose data trains the local-only detector (training mesh 0); default: the
     /// one with the most misbehaviour examples, the most favourable choice for it.
     pub local_node: Option<usize>,
@@ -69,13 +73,14 @@ impl Default for TrainConfig {
             horizon_ticks: 30,
             link_failure_loss: 0.5,
             hidden: 16,
-            rounds: 40,
+            rounds: 300,
             local_steps: 10,
             batch_size: 32,
             learning_rate: 0.3,
             node_positive_weight: 4.0,
             link_positive_weight: 20.0,
             rule: "fedavg".into(),
+            calibration: Calibration::F1,
             local_node: None,
         }
     }
@@ -113,6 +118,14 @@ impl TrainConfig {
                 return bad(f, format!("must be a finite number > 0, got {v}"));
             }
         }
+        if let Calibration::Precision(p) = self.calibration {
+            if !(p > 0.0 && p < 1.0) {
+                return bad(
+                    "calibration",
+                    format!("precision must be in (0, 1), got {p}"),
+                );
+            }
+        }
         if !(0.0..=1.0).contains(&self.link_failure_loss) {
             return bad(
                 "link_failure_loss",
@@ -134,6 +147,19 @@ impl TrainConfig {
             )),
         }
     }
+}
+
+/// Where a trained head decides (`[detector] calibration` in an incident file).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Calibration {
+    /// At 0.5, as trained (with its class weights).
+    None,
+    /// At the score that maximizes F1 on the training data (`"f1"`, the default).
+    F1,
+    /// At the lowest score at which the training data's precision is still at least this
+    /// (`{ precision = 0.9 }`).
+    Precision(f32),
 }
 
 /// One labelled observation.
@@ -372,12 +398,14 @@ fn client_rng(seed: u64, round: usize, client: usize) -> Xoshiro256PlusPlus {
     ))
 }
 
+/// A trained detector model, its training rounds, and each head's calibrated threshold (a
+/// probability of the uncalibrated model; the model returned already decides at 0.5).
+pub type Trained = (Mlp, Vec<ModelRecord>, [f32; 2]);
+
 /// Federated training: every node with samples is a client; `rounds` rounds of local SGD
-/// and aggregation. Returns the global model and one record per round.
-pub fn train_federated(
-    data: &NodeData,
-    cfg: &TrainConfig,
-) -> Result<(Mlp, Vec<ModelRecord>), MapekError> {
+/// and aggregation, then federated calibration (`calibration`). Returns the global
+/// model and one record per round.
+pub fn train_federated(data: &NodeData, cfg: &TrainConfig) -> Result<Trained, MapekError> {
     let rule = cfg
         .aggregation_rule()
         .map_err(|r| MapekError::config("<train>", "detector.rule", r))?;
@@ -386,14 +414,19 @@ pub fn train_federated(
     let dim = global.weights.len();
     let mut history = Vec::new();
     for round in 0..cfg.rounds {
-        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(clients.len());
-        let mut losses = 0.0;
-        for (c, d) in clients.iter().enumerate() {
-            let mut local = global.clone();
-            let mut rng = client_rng(cfg.seed, round, c);
-            losses += local_sgd(&mut local, d, cfg, cfg.local_steps, &mut rng);
-            rows.push(local.weights);
-        }
+        // Clients train in parallel, each from its own seeded stream: the same result on
+        // any number of threads.
+        let (rows, client_losses): (Vec<Vec<f32>>, Vec<f32>) = clients
+            .par_iter()
+            .enumerate()
+            .map(|(c, d)| {
+                let mut local = global.clone();
+                let mut rng = client_rng(cfg.seed, round, c);
+                let loss = local_sgd(&mut local, d, cfg, cfg.local_steps, &mut rng);
+                (local.weights, loss)
+            })
+            .unzip();
+        let losses: f32 = client_losses.iter().sum();
         let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
         let weights: Vec<f32> = clients.iter().map(|d| d.len() as f32).collect();
         let (agg, report) =
@@ -407,7 +440,113 @@ pub fn train_federated(
             checksum: checksum(&global.weights),
         });
     }
-    Ok((global, history))
+    let mut hist = ScoreHistogram::default();
+    for d in &clients {
+        hist.add(&ScoreHistogram::of(&global, d));
+    }
+    let thresholds = calibrate(&mut global, &hist, cfg.calibration);
+    Ok((global, history, thresholds))
+}
+
+/// Bins of a calibration histogram, evenly over the logit in `[-CAL_RANGE, CAL_RANGE]`.
+const CAL_BINS: usize = 480;
+const CAL_RANGE: f32 = 12.0;
+
+/// Counts of a model's logits on some samples, per head and class: what a node sends for
+/// calibration (no features, no labels of single samples).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreHistogram {
+    /// `counts[head][positive as usize][bin]`.
+    pub counts: [[Vec<u64>; 2]; 2],
+}
+
+impl Default for ScoreHistogram {
+    fn default() -> Self {
+        let zero = || [vec![0u64; CAL_BINS], vec![0u64; CAL_BINS]];
+        ScoreHistogram {
+            counts: [zero(), zero()],
+        }
+    }
+}
+
+impl ScoreHistogram {
+    fn bin(z: f32) -> usize {
+        let f = (z + CAL_RANGE) / (2.0 * CAL_RANGE) * CAL_BINS as f32;
+        (f.max(0.0) as usize).min(CAL_BINS - 1)
+    }
+
+    /// Lower edge of bin `b`, as a logit.
+    fn edge(b: usize) -> f32 {
+        -CAL_RANGE + 2.0 * CAL_RANGE * b as f32 / CAL_BINS as f32
+    }
+
+    /// `mlp`'s scores on one node's samples.
+    pub fn of(mlp: &Mlp, data: &[Sample]) -> Self {
+        let mut h = ScoreHistogram::default();
+        for s in data {
+            let z = mlp.logits(&s.features);
+            h.counts[NODE][s.misbehaving as usize][Self::bin(z[NODE])] += 1;
+            if let Some(y) = s.link_fails {
+                h.counts[LINK][y as usize][Self::bin(z[LINK])] += 1;
+            }
+        }
+        h
+    }
+
+    /// Adds another node's counts.
+    pub fn add(&mut self, other: &ScoreHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+            }
+        }
+    }
+
+    /// The bin edge where head `head` should decide, as a logit: the lowest edge of an
+    /// occupied bin at which the samples scoring at least it have precision ≥ the target, or
+    /// the one with the best F1 (ties: the higher); always with at least 5 true positives.
+    /// `None` if there is none.
+    pub fn threshold(&self, head: usize, how: Calibration) -> Option<f32> {
+        let [neg, pos] = &self.counts[head];
+        let positives: u64 = pos.iter().sum();
+        let (mut tp, mut fp) = (0u64, 0u64);
+        let (mut best, mut best_f1) = (None, 0.0f64);
+        for b in (0..CAL_BINS).rev() {
+            tp += pos[b];
+            fp += neg[b];
+            if tp < 5 || pos[b] + neg[b] == 0 {
+                continue; // an empty bin's edge separates nothing more than the one above
+            }
+            match how {
+                Calibration::None => return None,
+                Calibration::Precision(p) => {
+                    if tp as f64 >= p as f64 * (tp + fp) as f64 {
+                        best = Some(Self::edge(b));
+                    }
+                }
+                Calibration::F1 => {
+                    let f1 = 2.0 * tp as f64 / (2 * tp + fp + (positives - tp)) as f64;
+                    if f1 > best_f1 {
+                        (best, best_f1) = (Some(Self::edge(b)), f1);
+                    }
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Moves each head's boundary to the threshold `hist` gives and returns the thresholds as
+/// probabilities of the model before the move (0.5 where none was found or asked for).
+fn calibrate(mlp: &mut Mlp, hist: &ScoreHistogram, how: Calibration) -> [f32; 2] {
+    let mut out = [0.5; 2];
+    for head in [NODE, LINK] {
+        if let Some(z) = hist.threshold(head, how) {
+            mlp.shift_boundary(head, z);
+            out[head] = 1.0 / (1.0 + (-z).exp());
+        }
+    }
+    out
 }
 
 /// The node of mesh 0 with the most misbehaviour examples (ties: the most samples).
@@ -422,12 +561,8 @@ pub fn default_local_node(data: &NodeData) -> usize {
 }
 
 /// Local-only training on node `node` of mesh 0: as many SGD steps as one federated client
-/// takes over all rounds.
-pub fn train_local(
-    data: &NodeData,
-    node: usize,
-    cfg: &TrainConfig,
-) -> Result<(Mlp, Vec<ModelRecord>), MapekError> {
+/// takes over all rounds, then calibration on the node's own samples.
+pub fn train_local(data: &NodeData, node: usize, cfg: &TrainConfig) -> Result<Trained, MapekError> {
     let d = data
         .first()
         .and_then(|m| m.get(node))
@@ -452,7 +587,9 @@ pub fn train_local(
             checksum: checksum(&mlp.weights),
         });
     }
-    Ok((mlp, history))
+    let hist = ScoreHistogram::of(&mlp, d);
+    let thresholds = calibrate(&mut mlp, &hist, cfg.calibration);
+    Ok((mlp, history, thresholds))
 }
 
 /// Precision, recall, F1 (at 0.5) and ROC AUC of one head on labelled samples.
@@ -541,4 +678,83 @@ pub fn sample_counts(data: &NodeData) -> HashMap<&'static str, usize> {
         data.iter().flatten().filter(|d| !d.is_empty()).count(),
     );
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(pos: &[(usize, u64)], neg: &[(usize, u64)]) -> ScoreHistogram {
+        let mut h = ScoreHistogram::default();
+        for &(b, c) in pos {
+            h.counts[NODE][1][b] = c;
+        }
+        for &(b, c) in neg {
+            h.counts[NODE][0][b] = c;
+        }
+        h
+    }
+
+    #[test]
+    fn calibration_picks_the_threshold_it_is_asked_for() {
+        // Positives at bins 400 (10) and 300 (10); negatives at 350 (2) and 200 (100).
+        let h = hist(&[(400, 10), (300, 10)], &[(350, 2), (200, 100)]);
+        let edge = ScoreHistogram::edge;
+        // Precision ≥ 0.9: the lowest edge still at 20 / 22 is bin 300's.
+        assert_eq!(
+            h.threshold(NODE, Calibration::Precision(0.9)),
+            Some(edge(300))
+        );
+        // Precision ≥ 0.95: only bin 400 (10 / 10).
+        assert_eq!(
+            h.threshold(NODE, Calibration::Precision(0.95)),
+            Some(edge(400))
+        );
+        // Best F1: 2·20 / (40 + 2) at bin 300.
+        assert_eq!(h.threshold(NODE, Calibration::F1), Some(edge(300)));
+        assert_eq!(h.threshold(NODE, Calibration::None), None);
+        // Fewer than 5 true positives anywhere: no threshold.
+        let few = hist(&[(400, 4)], &[(10, 1)]);
+        assert_eq!(few.threshold(NODE, Calibration::F1), None);
+    }
+
+    #[test]
+    fn summed_node_histograms_equal_the_pooled_one_and_move_the_boundary() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let sample = |rng: &mut Xoshiro256PlusPlus| {
+            let bad = rng.random::<f32>() < 0.2;
+            let mut x = [0.0f32; FEATURES];
+            x.iter_mut().for_each(|v| *v = rng.random::<f32>());
+            x[0] = if bad { 0.2 * x[0] } else { 0.5 + 0.5 * x[0] };
+            Sample {
+                features: x,
+                misbehaving: bad,
+                link_fails: Some(x[6] > 0.9),
+            }
+        };
+        let nodes: Vec<Vec<Sample>> = (0..4)
+            .map(|_| (0..200).map(|_| sample(&mut rng)).collect())
+            .collect();
+        let mut mlp = Mlp::new(8, 1);
+        let cfg = TrainConfig::default();
+        let all: Vec<Sample> = nodes.iter().flatten().copied().collect();
+        local_sgd(&mut mlp, &all, &cfg, 300, &mut rng);
+        let mut summed = ScoreHistogram::default();
+        for d in &nodes {
+            summed.add(&ScoreHistogram::of(&mlp, d));
+        }
+        assert_eq!(summed, ScoreHistogram::of(&mlp, &all));
+        let z = summed.threshold(NODE, Calibration::F1).unwrap();
+        let p_before: Vec<f32> = all.iter().map(|s| mlp.predict(&s.features)[NODE]).collect();
+        let t = calibrate(&mut mlp, &summed, Calibration::F1);
+        assert!((t[NODE] - 1.0 / (1.0 + (-z).exp())).abs() < 1e-6);
+        // After the move, a sample decides "misbehaving" at 0.5 exactly when it scored at
+        // least the threshold before.
+        for (s, p) in all.iter().zip(p_before) {
+            let now = mlp.predict(&s.features)[NODE];
+            if (p - t[NODE]).abs() > 1e-4 {
+                assert_eq!(now >= 0.5, p >= t[NODE], "{p} vs {}", t[NODE]);
+            }
+        }
+    }
 }

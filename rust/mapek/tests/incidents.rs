@@ -100,6 +100,139 @@ fn healthy_mesh_sees_no_quarantine() {
         assert_eq!(l.quarantines, 0, "{}: {:?}", l.detector, l.actions);
         assert_eq!(l.healthy_quarantined_fraction, 0.0);
     }
+    // The federated loop does nothing at all on a healthy mesh: no quarantine, no avoided
+    // link, no tune, no transit reserve.
+    let fed = r
+        .with_loop
+        .iter()
+        .find(|l| l.detector == "federated")
+        .unwrap();
+    assert!(fed.actions.is_empty(), "{:?}", fed.actions);
+}
+
+#[test]
+fn federated_loop_avoids_a_degrading_link_before_it_fails() {
+    let f = small("link_degrades");
+    let r = evaluate_incident(&f, detectors()).unwrap();
+    let fed = r
+        .with_loop
+        .iter()
+        .find(|l| l.detector == "federated")
+        .unwrap();
+    // The link ramps to failure over 40 ticks; the calibrated link head sees it coming on
+    // every mesh (the threshold rule needs the loss to reach 35 % first).
+    assert_eq!(fed.detected, 2, "{:?}", fed.actions);
+    assert!(
+        fed.time_to_detect_max.unwrap() <= 30,
+        "{:?}",
+        fed.time_to_detect_max
+    );
+    assert!(fed
+        .actions
+        .iter()
+        .all(|(_, a)| a.reason.contains("p(link fails") && a.reason.contains("federated")));
+}
+
+#[test]
+fn flash_crowd_loop_keeps_room_for_transit_and_recovers_the_cost() {
+    let f = small("flash_crowd");
+    let r = evaluate_incident(&f, detectors()).unwrap();
+    let fed = r
+        .with_loop
+        .iter()
+        .find(|l| l.detector == "federated")
+        .unwrap();
+    let cost = r.healthy.after - r.without_loop.after;
+    assert!(cost > 0.1, "the crowd should cost delivery: {cost}");
+    assert!(
+        fed.recovered_after.unwrap() >= 0.5,
+        "recovered {:?}: {:?}",
+        fed.recovered_after,
+        fed.actions
+    );
+    assert!(fed.paired_after_ci.0 > 0.0, "{:?}", fed.paired_after_ci);
+    // Only the crowd's nodes get a reserve, each with its reason.
+    assert!(fed.transit_reserves > 0);
+    for (g, a) in &fed.actions {
+        if let ActionKind::ReserveTransit { node, share } = a.kind {
+            if share < 1.0 {
+                let target = r.targets[*g].as_ref().unwrap();
+                assert!(target.nodes.contains(&node), "{a:?} not in {target:?}");
+                assert!(a.reason.contains("kept for transit"), "{}", a.reason);
+            }
+        }
+    }
+    // The price is paid by the crowd's own traffic, and it is reported, not hidden.
+    let (w, l) = (&r.without_loop_own_traffic, &fed.own_traffic);
+    assert!(
+        w.offered > 0.0 && (w.offered - l.offered).abs() < 1e-6,
+        "{w:?} {l:?}"
+    );
+    assert!(l.admitted < w.admitted, "{w:?} {l:?}");
+    assert!(l.admitted > 0.5 * w.admitted, "{w:?} {l:?}");
+}
+
+#[test]
+fn transit_reserve_is_lifted_when_the_crowd_is_gone() {
+    let mut f = small("flash_crowd");
+    if let Incident::FlashCrowd {
+        ref mut start_tick,
+        ref mut duration_ticks,
+        ..
+    } = f.incident
+    {
+        (*start_tick, *duration_ticks) = (100, 150);
+    }
+    let sim = one_mesh(&f, 500);
+    let detector = Arc::new(Detector::Threshold(ThresholdRule::default()));
+    let mut loops = vec![MapeLoop::new(f.mapek.clone(), detector)];
+    let mut runs = vec![vec![IncidentRun::new(f.incident.clone())]];
+    let mut limits_during = Vec::new();
+    let mut limits_after = Vec::new();
+    let mut watch = |_: usize, twin: &mut Twin| {
+        let limits: Vec<f32> = (0..twin.num_nodes())
+            .map(|u| twin.local_queue_limit(u))
+            .collect();
+        match twin.ticks() {
+            240 => limits_during = limits,
+            499 => limits_after = limits,
+            _ => {}
+        }
+    };
+    simulate(&sim, &mut runs, Some(&mut loops), &mut watch).unwrap();
+    let crowd = &runs[0][0].target.as_ref().unwrap().nodes;
+    let reserved = loops[0]
+        .knowledge
+        .actions
+        .iter()
+        .filter_map(|a| match a.kind {
+            ActionKind::ReserveTransit { node, share } if share < 1.0 => Some((node, a.tick)),
+            _ => None,
+        });
+    let reserved: Vec<(usize, u64)> = reserved.collect();
+    assert!(!reserved.is_empty(), "{:?}", loops[0].knowledge.actions);
+    for &(u, tick) in &reserved {
+        assert!(
+            crowd.contains(&u) && (100..250).contains(&tick),
+            "{u} at {tick}"
+        );
+        assert!(limits_during[u] < 1.0, "{u}: {limits_during:?}");
+        // Lifted once its own load was normal for `untune_after_ticks`, and logged.
+        assert_eq!(limits_after[u], 1.0, "{u}");
+        let lifted = loops[0].knowledge.actions.iter().find(|a| {
+            a.kind
+                == ActionKind::ReserveTransit {
+                    node: u,
+                    share: 1.0,
+                }
+        });
+        let lifted = lifted.unwrap_or_else(|| panic!("{u} never lifted"));
+        assert!(
+            lifted.tick >= 250 + f.mapek.untune_after_ticks,
+            "{lifted:?}"
+        );
+    }
+    assert!(loops[0].transit_reserved().is_empty());
 }
 
 fn one_mesh(f: &IncidentFile, ticks: u64) -> Simulation {
@@ -244,6 +377,23 @@ fn bad_incident_files_name_the_field() {
         "{head}start_tick = 300\ndrop_probability = 0.5\n[run]\nrouter = \"ospf\"\n"
     ));
     assert!(e.contains("run.router"), "{e}");
+    let body = format!("{head}start_tick = 300\ndrop_probability = 0.5\n");
+    let e = parse_err(&format!("{body}[mapek]\ntransit_reserve = 1.5\n"));
+    assert!(
+        e.contains("mapek.transit_reserve") && e.contains("[0, 1]"),
+        "{e}"
+    );
+    let e = parse_err(&format!("{body}[mapek]\noverload_factor = -1\n"));
+    assert!(e.contains("mapek.overload_factor"), "{e}");
+    let e = parse_err(&format!(
+        "{body}[detector]\ncalibration = {{ precision = 1.0 }}\n"
+    ));
+    assert!(
+        e.contains("detector.calibration") && e.contains("(0, 1)"),
+        "{e}"
+    );
+    let e = parse_err(&format!("{body}[detector]\ncalibration = \"auc\"\n"));
+    assert!(e.contains("calibration") && e.contains("auc"), "{e}");
     let e = parse_err("scenario = \"../nope.toml\"\n[incident]\nkind = \"healthy\"\n");
     assert!(e.contains("nope.toml"), "{e}");
 }

@@ -150,15 +150,21 @@ fn check_orders(orders: &[f64]) -> Result<(), PrivacyError> {
 }
 
 /// RDP of one step of the Poisson-subsampled Gaussian mechanism at order `alpha`, in nats.
+///
+/// Never above the full-batch Gaussian's `α / 2σ²`: subsampling cannot cost privacy (joint
+/// convexity of `exp((α − 1) D_α)`), while the fractional-order series sums the absolute values
+/// of its alternating terms (as `dp-accounting` does) and so overshoots when `q` is near 1
+/// and `σ` is small. Without the cap, ε could fall when `q` rises to 1.
 fn rdp_one_order(q: f64, sigma: f64, alpha: f64) -> f64 {
+    let full_batch = alpha / (2.0 * sigma * sigma);
     if sigma == 0.0 {
         f64::INFINITY
     } else if q == 1.0 {
-        alpha / (2.0 * sigma * sigma)
+        full_batch
     } else if alpha.fract() == 0.0 {
-        log_a_int(q, sigma, alpha as u64) / (alpha - 1.0)
+        (log_a_int(q, sigma, alpha as u64) / (alpha - 1.0)).min(full_batch)
     } else {
-        log_a_frac(q, sigma, alpha) / (alpha - 1.0)
+        (log_a_frac(q, sigma, alpha) / (alpha - 1.0)).min(full_batch)
     }
 }
 

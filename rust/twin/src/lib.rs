@@ -20,5 +20,6 @@ pub use config::{
 pub use error::TwinError;
 pub use topology::{splitmix64, Layout, LinkSpec, LoadReport};
 pub use twin::{
-    Hop, LinkMetrics, LossCause, Overheard, Twin, NO_NEIGHBOR, QUARANTINED_TRUST, UNREACHABLE,
+    Hop, LinkMetrics, LocalTraffic, LossCause, Overheard, Twin, NO_NEIGHBOR, QUARANTINED_TRUST,
+    UNREACHABLE,
 };

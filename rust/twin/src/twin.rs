@@ -2,6 +2,7 @@
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Serialize;
 
 use crate::radio;
 use crate::topology::{self, splitmix64, Layout, LinkSpec};
@@ -91,6 +92,15 @@ pub struct Overheard {
     pub delayed: u64,
 }
 
+/// A node's own (background) traffic so far, in packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LocalTraffic {
+    /// Packets it generated.
+    pub offered: f64,
+    /// Packets its queue took: the rest met a full queue, or the limit a loop set.
+    pub admitted: f64,
+}
+
 /// Trust a quarantined node advertises, whatever its record: the floor of `etx_trust`.
 pub const QUARANTINED_TRUST: f32 = 0.05;
 
@@ -143,6 +153,11 @@ pub struct Twin {
     /// Background packets per tick each node gets on top of `traffic.background_packets_per_tick`
     /// (a flash crowd), 0 by default.
     extra_traffic: Vec<f64>,
+    /// Share of each node's queue its own (background) traffic may fill, 1 by default; the
+    /// rest is kept for transit (a control loop's directive, see [`Twin::set_local_queue_limit`]).
+    local_limit: Vec<f32>,
+    /// Each node's own traffic so far: packets offered and packets its queue admitted.
+    local_traffic: Vec<LocalTraffic>,
     /// Neighbour tables, `k` slots per node, `NO_NEIGHBOR` where empty; sorted by node id.
     table: Vec<u32>,
     table_link: Vec<u32>,
@@ -177,7 +192,8 @@ impl Twin {
                 "mobility needs a generated topology (random_geometric or grid), not a file",
             ));
         }
-        let layout = topology::build_layout(&cfg.topology, &cfg.radio, cfg.topology.seed.unwrap_or(seed))?;
+        let layout =
+            topology::build_layout(&cfg.topology, &cfg.radio, cfg.topology.seed.unwrap_or(seed))?;
         Ok(Twin::from_layout(cfg, layout, seed))
     }
 
@@ -236,6 +252,8 @@ impl Twin {
             directive_count: 0,
             directives_version: 0,
             extra_traffic: vec![0.0; n],
+            local_limit: vec![1.0; n],
+            local_traffic: vec![LocalTraffic::default(); n],
             table: vec![NO_NEIGHBOR; n * k],
             table_link: vec![0; n * k],
             metrics: vec![LinkMetrics::default(); n * k],
@@ -358,6 +376,34 @@ impl Twin {
     /// `traffic.background_packets_per_tick`: a flash crowd at `u`.
     pub fn set_extra_traffic(&mut self, u: usize, packets_per_tick: f64) {
         self.extra_traffic[u] = packets_per_tick.max(0.0);
+    }
+
+    /// Background packets per tick node `u` generates itself (`traffic.background_packets_per_tick`
+    /// plus any extra): what a node knows of its own offered load.
+    pub fn offered_load(&self, u: usize) -> f64 {
+        self.cfg.traffic.background_packets_per_tick + self.extra_traffic[u]
+    }
+
+    /// Lets node `u`'s own traffic fill at most `share` (0..=1) of its queue and keeps the
+    /// rest for the packets it forwards (transit priority, a directive of a control loop): its
+    /// own packets beyond that are held back at the source, counted in
+    /// [`Twin::local_traffic`]. 1 (the default) lifts the limit.
+    pub fn set_local_queue_limit(&mut self, u: usize, share: f32) {
+        self.local_limit[u] = if share.is_nan() {
+            1.0
+        } else {
+            share.clamp(0.0, 1.0)
+        };
+    }
+
+    /// Share of node `u`'s queue its own traffic may fill (1 unless a loop limited it).
+    pub fn local_queue_limit(&self, u: usize) -> f32 {
+        self.local_limit[u]
+    }
+
+    /// Node `u`'s own background traffic so far: offered and admitted to its queue.
+    pub fn local_traffic(&self, u: usize) -> LocalTraffic {
+        self.local_traffic[u]
     }
 
     /// Quarantines node `u` (routes avoid it unless it is the destination, its advertised
@@ -740,7 +786,16 @@ impl Twin {
             if self.rng.random::<f64>() < bg - arrivals {
                 arrivals += 1.0;
             }
-            self.queue[u] = ((self.queue[u] - drain).max(0.0) + arrivals as f32 / cap).min(1.0);
+            let after = (self.queue[u] - drain).max(0.0);
+            let limit = self.local_limit[u];
+            self.queue[u] = if limit >= 1.0 {
+                (after + arrivals as f32 / cap).min(1.0)
+            } else {
+                after + (arrivals as f32 / cap).min((limit - after).max(0.0))
+            };
+            let t = &mut self.local_traffic[u];
+            t.offered += arrivals;
+            t.admitted += ((self.queue[u] - after) * cap) as f64;
         }
         let p_obs = self.cfg.trust.observations_per_tick;
         for v in 0..n {
@@ -997,7 +1052,9 @@ mod hop_distance_tests {
                 for t in 0..n {
                     twin.refresh_hop_distances(t);
                 }
-                let fast: Vec<Vec<u16>> = (0..n).map(|t| twin.cached_hop_distances(t).to_vec()).collect();
+                let fast: Vec<Vec<u16>> = (0..n)
+                    .map(|t| twin.cached_hop_distances(t).to_vec())
+                    .collect();
                 for (t, fast_t) in fast.iter().enumerate() {
                     twin.bfs_hop_distances(t);
                     let mut bfs = twin.cached_hop_distances(t).to_vec();
@@ -1010,5 +1067,85 @@ mod hop_distance_tests {
                 twin.tick();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod local_traffic_tests {
+    use super::*;
+
+    fn crowded(limit: Option<f32>) -> (Twin, usize) {
+        let mut cfg = TwinConfig::default();
+        cfg.topology.num_nodes = 16;
+        let mut twin = Twin::new(&cfg, 3).unwrap();
+        let u = 5;
+        twin.set_extra_traffic(u, 6.0); // above the 4 packets per tick it serves
+        if let Some(l) = limit {
+            twin.set_local_queue_limit(u, l);
+        }
+        for _ in 0..100 {
+            twin.tick();
+        }
+        (twin, u)
+    }
+
+    #[test]
+    fn own_traffic_fills_the_queue_unless_limited_and_is_counted() {
+        let (free, u) = crowded(None);
+        assert_eq!(free.queue(u), 1.0);
+        let t = free.local_traffic(u);
+        assert_eq!(t.offered, 600.0);
+        // A queue takes what it serves (4 a tick, from the second tick) plus what it holds.
+        let cap = free.config().traffic.queue_capacity_packets;
+        assert!((t.admitted - (396.0 + cap)).abs() < 0.01, "{t:?}");
+        // Limited to 80 %: the queue stops there, the rest of the crowd waits at the source.
+        let (limited, u) = crowded(Some(0.8));
+        assert!(
+            (limited.queue(u) - 0.8).abs() < 1e-5,
+            "{}",
+            limited.queue(u)
+        );
+        let l = limited.local_traffic(u);
+        assert_eq!(l.offered, 600.0);
+        assert!((l.admitted - (396.0 + 0.8 * cap)).abs() < 0.01, "{l:?}");
+        assert_eq!(limited.offered_load(u), 6.0);
+        // Other nodes offer nothing here.
+        assert_eq!(limited.local_traffic(0), LocalTraffic::default());
+    }
+
+    #[test]
+    fn a_limited_queue_still_takes_transit() {
+        let (mut twin, u) = crowded(Some(0.8));
+        let v = (0..twin.num_nodes())
+            .find(|&v| v != u && twin.neighbors(v).contains(&(u as u32)))
+            .expect("someone lists node 5");
+        let slot = twin
+            .neighbors(v)
+            .iter()
+            .position(|&x| x == u as u32)
+            .unwrap();
+        let dest = (0..twin.num_nodes()).find(|&d| d != u && d != v).unwrap();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        // 20 % of 50 packets: room for 10 forwarded packets (8 here) before the next tick.
+        let mut congested = 0;
+        for _ in 0..8 {
+            let hop = twin.transmit(v, slot, dest, &mut rng);
+            congested += (hop.lost == Some(LossCause::Congestion)) as u32;
+        }
+        assert_eq!(congested, 0, "room kept for transit");
+        // Without the limit, the same transit meets a full queue.
+        let (mut full, _) = crowded(None);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let lost = (0..8)
+            .filter(|_| full.transmit(v, slot, dest, &mut rng).lost == Some(LossCause::Congestion))
+            .count();
+        assert!(lost > 0);
+        // Bad shares are clamped; NaN lifts the limit.
+        twin.set_local_queue_limit(u, 7.0);
+        assert_eq!(twin.local_queue_limit(u), 1.0);
+        twin.set_local_queue_limit(u, f32::NAN);
+        assert_eq!(twin.local_queue_limit(u), 1.0);
+        twin.set_local_queue_limit(u, -1.0);
+        assert_eq!(twin.local_queue_limit(u), 0.0);
     }
 }
