@@ -2,6 +2,13 @@ import os
 import pathlib
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a green run stays green, as with
+# PROPTEST_RNG_SEED for the Rust ones); HYPOTHESIS_PROFILE=explore draws new ones.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"

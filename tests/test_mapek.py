@@ -53,3 +53,34 @@ def test_bad_incident_files_raise_value_errors_naming_the_field(tmp_path):
         meshrl.mapek.evaluate([bad])
     with pytest.raises(FileNotFoundError):
         meshrl.mapek.load_incident(tmp_path / "missing.toml")
+
+
+def test_detector_rounds_are_proven_in_a_ledger_the_loop_serves_from(tmp_path):
+    import meshrl.ledger
+
+    f = tmp_path / "small.toml"
+    f.write_text(
+        f'scenario = "{(CONFIGS / "eval" / "static.toml").as_posix()}"\n'
+        '[incident]\nkind = "node_turns_malicious"\nstart_tick = 100\ndrop_probability = 0.6\n'
+        "[run]\nticks = 300\ntwins = 1\n"
+        '[detector]\ntraining_meshes = 2\nticks = 300\nrounds = 5\nledger = "detector.mlg"\n'
+    )
+    r = meshrl.mapek.evaluate(f)
+    led = r["detectors"]["ledger"]
+    path = tmp_path / "detector.mlg"  # taken from the incident file's folder
+    assert led["path"] == str(path) and led["validators"] == 4
+    assert led["blocks"] == 1 + 2 * 6  # genesis, then update + proof per round and calibration
+    report = meshrl.ledger.Ledger(path).verify()
+    assert report.consensus_proofs == 6 and report.latest_proven.round == 6
+    assert report.latest_proven.model_hash == led["served"]
+    fed = [m for m in r["detectors"]["history"] if m["detector"] == "federated"]
+    proven = {b.round: b.body["model_hash"] for b in meshrl.ledger.Ledger(path).blocks() if b.kind == "MODEL_UPDATE"}
+    assert [m["model_hash"] for m in fed] == [proven[i] for i in range(1, 6)]
+    assert all("model_hash" not in m for m in r["detectors"]["history"] if m["detector"] == "local")
+    # Again on the same ledger: continued, nothing appended, the same model served.
+    again = meshrl.mapek.evaluate(f, ledger=path)
+    assert again["detectors"]["ledger"] == led
+    # Another training (seed) on it: a clear error naming the setting.
+    f.write_text(f.read_text() + "seed = 8\n")
+    with pytest.raises(ValueError, match=r"another run.*detector\.ledger"):
+        meshrl.mapek.evaluate(f)

@@ -18,7 +18,7 @@ estimate; the 95 % interval is a paired bootstrap).
   evaluated from a callback at rollout start (after the update), the training clock paused.
   Stops at the first match or after ``--budget-s`` seconds of training.
 
-    pip install stable-baselines3 sb3-contrib
+    pip install "meshrl[bench]"   # or: pip install stable-baselines3 sb3-contrib
     python python/benchmarks/time_to_etx.py [--libs meshrl,sb3-ppo,sb3-maskable] [--budget-s 900]
 
 Results and caveats: BENCHMARKS.md, "Against SB3's PPO and sb3-contrib's MaskablePPO".
@@ -219,7 +219,7 @@ SB3_SETTINGS = dict(n_steps=128, batch_size=1024, n_epochs=4, learning_rate=1e-3
 
 def describe(kind: str, ppo_cfg: dict, n_envs: int) -> str:
     if kind == "meshrl":
-        return (f"`{TRAIN_CONFIG.relative_to(ROOT)}` as shipped: slots {ppo_cfg['hidden']}, {ppo_cfg['num_envs']} envs x "
+        return (f"`{TRAIN_CONFIG.relative_to(ROOT)}`: slots {ppo_cfg['hidden']}, {ppo_cfg['num_envs']} envs x "
                 f"{ppo_cfg['num_steps']}, {ppo_cfg['epochs']} epochs, mb {ppo_cfg['minibatch_size']}, lr {ppo_cfg['learning_rate']} annealed")
     s = SB3_SETTINGS
     return (f"MlpPolicy {s['net_arch']} tanh, make_vec_env {n_envs} x {s['n_steps']}, {s['n_epochs']} epochs, "
@@ -235,7 +235,14 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=4096)
     p.add_argument("--eval-seed", type=int, default=1_000_003)
     p.add_argument("--sb3-envs", type=int, default=64)
+    p.add_argument("--meshrl-config", default=str(TRAIN_CONFIG),
+                   help="meshrl's training config (the same scenario; default: dynamic-routing.toml)")
     args = p.parse_args()
+    global TRAIN_CONFIG
+    shipped_env = load_scenario()[0]
+    TRAIN_CONFIG = pathlib.Path(args.meshrl_config).resolve()
+    if load_scenario()[0] != shipped_env:
+        raise SystemExit(f"{TRAIN_CONFIG} trains another scenario than dynamic-routing.toml: not comparable")
 
     env_cfg, ppo_cfg, total_steps = load_scenario()
     print(f"load before: {os.getloadavg()}", flush=True)

@@ -11,7 +11,8 @@ byte, a cut, reordered or removed blocks, a forged signature or proof raise
 :class:`meshrl.CorruptFileError`. A node loads only a model the ledger proves
 (:meth:`Ledger.load_model`); any other raises ``LookupError``.
 
-Ledgers are written by the federation (Rust); :meth:`Ledger.write_demo` writes a small one
+Ledgers are written by the federation and by the MAPE-K detector training
+(``meshrl.mapek.evaluate(..., ledger=...)``, Rust); :meth:`Ledger.write_demo` writes a small one
 whose proofs come from real PBFT runs. See ``docs/trust.md``.
 """
 

@@ -38,12 +38,23 @@ def load_incident(path: PathLike) -> dict[str, Any]:
     return json.loads(_core.load_incident(os.fspath(path)))
 
 
-def evaluate(incidents: PathLike | Sequence[PathLike]) -> dict[str, Any]:
+def evaluate(
+    incidents: PathLike | Sequence[PathLike], ledger: PathLike | None = None
+) -> dict[str, Any]:
     """Trains the detectors on the first file's scenario and evaluates every incident file with
     and without the loop. Returns ``detectors`` (training data, held-out scores, model
-    history), ``incidents`` (one report per file) and ``tables`` (markdown)."""
+    history), ``incidents`` (one report per file) and ``tables`` (markdown).
+
+    ``ledger`` (overrides ``[detector] ledger``) records the federated detector's rounds in a
+    model ledger: every node signs its update, validators among the nodes agree on each round
+    with PBFT, and the model of each next round (and the calibrated one the loop runs) is read
+    back from the ledger. ``detectors["ledger"]`` then says where, how many blocks, and the
+    SHA-256 of the model served; ``meshrl.ledger.Ledger(path).verify()`` checks the file. An existing
+    ledger of the same training is continued; another training's raises ``ValueError``."""
     paths = [incidents] if isinstance(incidents, (str, os.PathLike)) else list(incidents)
-    raw, tables = _core.evaluate_incidents([os.fspath(p) for p in paths])
+    raw, tables = _core.evaluate_incidents(
+        [os.fspath(p) for p in paths], None if ledger is None else os.fspath(ledger)
+    )
     out: dict[str, Any] = json.loads(raw)
     out["tables"] = tables
     return out

@@ -153,6 +153,7 @@ pub fn trust_err(e: meshrl_trust::TrustError) -> PyErr {
         | T::UnknownNode(_)
         | T::Replay { .. }
         | T::Rejected(_)
+        | T::Mismatch { .. }
         | T::NoAgreement(_) => PyValueError::new_err(e.to_string()),
     }
 }
@@ -166,6 +167,7 @@ pub fn mapek_err(e: meshrl_mapek::MapekError) -> PyErr {
         M::Fl(e) => fl_err(e),
         M::Io { ref path, ref source } => io_err(&path.display(), source),
         M::InvalidConfig { .. } => PyValueError::new_err(e.to_string()),
+        M::Trust(e) => trust_err(e),
     }
 }
 

@@ -14,17 +14,26 @@ pub fn load_incident(path: &str) -> PyResult<String> {
 }
 
 /// Trains the detectors on the first file's scenario and evaluates every incident file with
-/// and without the loop. Returns (JSON of `{detectors, incidents}`, markdown tables).
+/// and without the loop. `ledger` overrides `[detector] ledger`. Returns (JSON of
+/// `{detectors, incidents}`, markdown tables).
 #[pyfunction]
-pub fn evaluate_incidents(py: Python<'_>, paths: Vec<String>) -> PyResult<(String, String)> {
+#[pyo3(signature = (paths, ledger=None))]
+pub fn evaluate_incidents(
+    py: Python<'_>,
+    paths: Vec<String>,
+    ledger: Option<String>,
+) -> PyResult<(String, String)> {
     if paths.is_empty() {
         return Err(PyValueError::new_err("give at least one incident file"));
     }
-    let files = paths
+    let mut files = paths
         .iter()
         .map(IncidentFile::load)
         .collect::<Result<Vec<_>, _>>()
         .map_err(mapek_err)?;
+    if let Some(l) = ledger {
+        files[0].detector.ledger = Some(l.into());
+    }
     py.detach(|| {
         guard(|| {
             let f = &files[0];

@@ -195,8 +195,12 @@ fn run_incidents(args: &EvalArgs) -> Result<()> {
         .map(IncidentFile::load)
         .collect::<Result<_, _>>()?;
     let first = &files[0];
+    let mut training = first.detector.clone();
+    if let Some(path) = &args.ledger {
+        training.ledger = Some(path.clone());
+    }
     let start = Instant::now();
-    let detectors = train_detectors(&first.scenario, &first.mapek, &first.detector, &first.run.router)?;
+    let detectors = train_detectors(&first.scenario, &first.mapek, &training, &first.run.router)?;
     eprintln!(
         "detectors trained on {} samples from {} nodes in {:.1} s (local-only: node {})",
         detectors.training.get("samples").copied().unwrap_or(0),
@@ -204,6 +208,15 @@ fn run_incidents(args: &EvalArgs) -> Result<()> {
         start.elapsed().as_secs_f64(),
         detectors.local_node
     );
+    if let Some(l) = &detectors.ledger {
+        eprintln!(
+            "federated detector: {} blocks in {} ({} validators); the loop runs model {}",
+            l.blocks,
+            l.path.display(),
+            l.validators,
+            &l.served[..12]
+        );
+    }
     for (name, [node, link]) in &detectors.thresholds {
         eprintln!("{name} detector decides at p(misbehaving) ≥ {node:.3}, p(link fails) ≥ {link:.3} (calibration: {:?})", first.detector.calibration);
     }

@@ -140,6 +140,11 @@ pub struct EvalArgs {
     /// With --incident: write every action the loops took (JSON lines, with reasons) here.
     #[arg(long, requires = "incidents")]
     pub actions: Option<PathBuf>,
+    /// With --incident: record the federated detector's training rounds in a model ledger
+    /// here (signed updates, PBFT among the nodes, the model served from the ledger; check it
+    /// with `meshrl ledger verify`). Overrides `[detector] ledger`.
+    #[arg(long, requires = "incidents")]
+    pub ledger: Option<PathBuf>,
     /// Packets per policy and scenario.
     #[arg(long, default_value_t = 2000)]
     pub episodes: usize,

@@ -144,7 +144,13 @@ pub(crate) struct Trust {
 }
 
 fn trust_err(e: TrustError) -> FederationError {
-    FederationError::Trust(e)
+    match e {
+        TrustError::Mismatch { path, reason } => FederationError::Mismatch {
+            path,
+            reason: format!("{reason}; give `trust.ledger` a new path"),
+        },
+        e => FederationError::Trust(e),
+    }
 }
 
 impl Trust {
@@ -172,21 +178,7 @@ impl Trust {
             bundle: bundle.clone(),
             validators: validators.iter().map(|&i| workers[i].id().clone()).collect(),
         };
-        let ledger = if path.exists() {
-            let ledger = Ledger::open(&path).map_err(trust_err)?;
-            let first = ledger.blocks().first().map(|b| &b.body);
-            if first != Some(&meshrl_trust::BlockBody::Genesis(genesis)) {
-                return Err(FederationError::Mismatch {
-                    path: path.clone(),
-                    reason: "this ledger belongs to another federation (its genesis names other nodes or validators); \
-                             give `trust.ledger` a new path"
-                        .into(),
-                });
-            }
-            ledger
-        } else {
-            Ledger::create(&path, &coordinator, genesis).map_err(trust_err)?
-        };
+        let ledger = Ledger::open_or_create(&path, &coordinator, genesis).map_err(trust_err)?;
         let behavior = match section.byzantine_behavior.as_str() {
             "twins" => Behavior::Twins,
             "forger" => Behavior::Forger,
@@ -253,29 +245,7 @@ impl Trust {
         if model_hash != update.model_hash {
             return Err(FederationError::input("model", "its hash changed while it was certified"));
         }
-        let recorded = self.ledger.blocks().iter().find_map(|b| match &b.body {
-            meshrl_trust::BlockBody::ModelUpdate(u) if u.round == round => Some(u.value()),
-            _ => None,
-        });
-        match recorded {
-            None => {
-                self.ledger.append_model_update(&self.coordinator, update).map_err(trust_err)?;
-            }
-            Some(v) if v == value => {}
-            Some(_) => {
-                return Err(FederationError::Mismatch {
-                    path: self.ledger.path().to_path_buf(),
-                    reason: format!(
-                        "holds a different round-{round} model than this run computes (another config or seed?); \
-                         give `trust.ledger` a new path"
-                    ),
-                })
-            }
-        }
-        if self.ledger.proven(round).is_none() {
-            self.ledger.append_consensus_proof(&self.coordinator, agreement.proof.clone()).map_err(trust_err)?;
-        }
-        let proven = self.ledger.load_proven(&model_hash).map_err(trust_err)?;
+        let proven = self.ledger.record_proven(&self.coordinator, update, agreement.proof.clone()).map_err(trust_err)?;
         Ok(Certified {
             weights: decode_f32(&proven).map_err(trust_err)?,
             view: agreement.proof.view,

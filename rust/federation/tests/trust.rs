@@ -134,7 +134,7 @@ fn a_ledger_that_does_not_match_the_run_is_refused() {
     other.federation.seed = 11;
     let err = Federation::new(other).unwrap().run_round().err().unwrap();
     assert!(matches!(err, FederationError::Mismatch { .. }), "{err}");
-    assert!(err.to_string().contains("another federation"), "{err}");
+    assert!(err.to_string().contains("another run"), "{err}");
     // Same keys, another rule: round 1 differs from the one recorded.
     let err = Federation::new(trusted(&ledger, "rule = \"median\"", "validators = 4", ""))
         .unwrap()

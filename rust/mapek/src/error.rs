@@ -11,6 +11,10 @@ pub enum MapekError {
     Env(#[from] EnvError),
     #[error(transparent)]
     Fl(#[from] meshrl_fl::FlError),
+    /// The detector ledger (`detector.ledger`): a file error, another run's ledger, no
+    /// agreement.
+    #[error("detector ledger: {0}")]
+    Trust(#[from] meshrl_trust::TrustError),
     /// A file could not be read.
     #[error("cannot read `{path}`: {source}")]
     Io {

@@ -8,6 +8,7 @@
 //! window, i.e. by `recovery_ticks` after the start.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use meshrl_env::twin::{LocalTraffic, Twin};
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::detector::{Detector, ThresholdRule, LINK, NODE};
 use crate::incident::{Incident, IncidentFile, IncidentRun, Target};
 use crate::knowledge::{Action, ActionKind, ModelRecord};
+use crate::ledger::DetectorLedger;
 use crate::plan::{LoopConfig, MapeLoop};
 use crate::run::{simulate, PacketRecord, Simulation};
 use crate::training::{self, HeadScores, TrainConfig};
@@ -42,6 +44,19 @@ pub struct Detectors {
     pub thresholds: Vec<(String, [f32; 2])>,
     /// Scores on held-out meshes (other seeds, same incident mix), per detector.
     pub held_out: Vec<DetectorScores>,
+    /// The federated detector's ledger, when `[detector] ledger` is set.
+    pub ledger: Option<LedgerSummary>,
+}
+
+/// Where the federated detector's rounds were recorded.
+#[derive(Clone, Debug, Serialize)]
+pub struct LedgerSummary {
+    pub path: PathBuf,
+    /// Blocks, genesis included (two per round: the update and its proof).
+    pub blocks: usize,
+    pub validators: usize,
+    /// SHA-256 of the weights file of the model the loop runs (the calibrated one, proven).
+    pub served: String,
 }
 
 /// One detector on held-out data.
@@ -68,7 +83,17 @@ pub fn train_detectors(
     router: &str,
 ) -> Result<Detectors, MapekError> {
     let data = training::collect(scenario, loop_cfg.window_ticks, cfg, router, 0)?;
-    let (fed, mut history, fed_thresholds) = training::train_federated(&data, cfg)?;
+    let mut ledger = match &cfg.ledger {
+        Some(path) => Some(DetectorLedger::open(path, &training::client_names(&data), cfg.validators, cfg.seed)?),
+        None => None,
+    };
+    let (fed, mut history, fed_thresholds) = training::train_federated(&data, cfg, ledger.as_mut())?;
+    let ledger = ledger.map(|l| LedgerSummary {
+        path: l.path().to_path_buf(),
+        blocks: l.blocks(),
+        validators: cfg.validators,
+        served: meshrl_trust::weights_hash(&fed.weights).map(|h| h.to_hex()).unwrap_or_default(),
+    });
     let local_node = cfg
         .local_node
         .unwrap_or_else(|| training::default_local_node(&data));
@@ -104,6 +129,7 @@ pub fn train_detectors(
             ("local".into(), local_thresholds),
         ],
         held_out,
+        ledger,
     })
 }
 
@@ -174,6 +200,13 @@ pub struct IncidentReport {
     /// The nodes' own background traffic over the run without the loop.
     pub without_loop_own_traffic: LocalTraffic,
     pub with_loop: Vec<LoopResult>,
+}
+
+impl IncidentReport {
+    /// The run with the loop driven by `detector` (`federated`, `local`, `threshold`).
+    pub fn with_detector(&self, detector: &str) -> Option<&LoopResult> {
+        self.with_loop.iter().find(|l| l.detector == detector)
+    }
 }
 
 /// Each twin's own-traffic totals, as of the last tick observed.

@@ -195,13 +195,16 @@ impl IncidentFile {
                 scenario.trust.delay_probability = *p;
             }
         }
+        let mut detector = file.detector;
+        // Like `scenario`, a relative ledger path is taken from the file's folder.
+        detector.ledger = detector.ledger.map(|l| dir.join(l));
         let out = IncidentFile {
             name: name.to_string(),
             scenario,
             incident,
             run: file.run,
             mapek: file.mapek,
-            detector: file.detector,
+            detector,
         };
         out.validate(origin)?;
         Ok(out)

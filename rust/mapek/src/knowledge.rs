@@ -60,6 +60,9 @@ pub struct ModelRecord {
     pub loss: f32,
     /// FNV-1a 64 of the weights' little-endian bytes, hex.
     pub checksum: String,
+    /// SHA-256 of the round's weights file in the detector ledger, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_hash: Option<String>,
 }
 
 /// One loop's memory.

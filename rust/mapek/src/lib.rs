@@ -14,7 +14,8 @@
 //!   trust falls), route around a link predicted to fail, tune the routers' parameters under
 //!   congestion; every action logged with its reason, rate-limited and reversible.
 //! - **Knowledge** ([`knowledge`]): the metrics history, the action log and the model
-//!   history (one record per federated round).
+//!   history (one record per federated round; with `[detector] ledger`, the hash-chained,
+//!   PBFT-proven ledger of [`ledger`]).
 //! - **Incidents** ([`incident`]): `configs/eval/incidents/*.toml`, a node turning malicious,
 //!   a link degrading, a hub failing, a flash crowd; [`evaluate`] runs each with and without
 //!   the loop on the same packets.
@@ -24,16 +25,17 @@
 //! The architecture sketch has `mapek → federation`. The federation crate federates PPO
 //! routers and pulls in burn; the detector here is a two-layer MLP of a few hundred weights,
 //! written out in plain `f32`, whose federated rounds need only `meshrl-fl`'s aggregation
-//! rules. Depending on twin, env, eval and fl keeps this crate (and its tests) free of burn,
-//! and keeps the loop deployable where a node could not run a learner. The detector's
-//! rounds are recorded in [`knowledge::ModelRecord`]s; writing them to the trust ledger is
-//! left to whoever wires the two together.
+//! rules. Depending on twin, env, eval, fl and trust keeps this crate (and its tests) free of
+//! burn, and keeps the loop deployable where a node could not run a learner. The detector's
+//! rounds are recorded in [`knowledge::ModelRecord`]s and, with `[detector] ledger`, in the
+//! federation's model ledger ([`ledger`]: signed updates, PBFT, the model served from it).
 
 pub mod detector;
 mod error;
 pub mod evaluate;
 pub mod incident;
 pub mod knowledge;
+pub mod ledger;
 pub mod monitor;
 pub mod plan;
 pub mod report;

@@ -37,7 +37,7 @@ pub fn incident_table(reports: &[IncidentReport], detector: &str) -> String {
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in reports {
-        let Some(l) = r.with_loop.iter().find(|l| l.detector == detector) else {
+        let Some(l) = r.with_detector(detector) else {
             continue;
         };
         let ttd = match (l.time_to_detect_mean, l.time_to_detect_max) {

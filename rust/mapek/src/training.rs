@@ -14,6 +14,7 @@
 //! by sample count by default). **Local-only.** The same steps, all on one node's samples.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use meshrl_env::twin::Twin;
 use meshrl_env::EnvConfig;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::detector::{Mlp, LINK, NODE};
 use crate::incident::{Incident, IncidentRun};
 use crate::knowledge::{checksum, ModelRecord};
+use crate::ledger::DetectorLedger;
 use crate::monitor::{Monitor, FEATURES};
 use crate::run::{simulate, Simulation};
 use crate::MapekError;
@@ -61,6 +63,13 @@ pub struct TrainConfig {
     /// The node whose data trains the local-only detector (training mesh 0); default: the
     /// one with the most misbehaviour examples, the most favourable choice for it.
     pub local_node: Option<usize>,
+    /// Record the federated detector's rounds (and its calibration) in a model ledger here:
+    /// signed updates, PBFT among `validators` training nodes, the model read back from the
+    /// ledger each round ([`crate::ledger`]). An existing ledger of the same training is
+    /// continued (its rounds must match); `meshrl ledger verify` checks it.
+    pub ledger: Option<PathBuf>,
+    /// Validators for the ledger (3f + 1; at least 4).
+    pub validators: usize,
 }
 
 impl Default for TrainConfig {
@@ -82,6 +91,8 @@ impl Default for TrainConfig {
             rule: "fedavg".into(),
             calibration: Calibration::F1,
             local_node: None,
+            ledger: None,
+            validators: 4,
         }
     }
 }
@@ -132,9 +143,24 @@ impl TrainConfig {
                 format!("must be in [0, 1], got {}", self.link_failure_loss),
             );
         }
+        if self.ledger.is_some() && self.validators < 4 {
+            return bad(
+                "validators",
+                format!("must be at least 4 (3f + 1 with f >= 1), got {}", self.validators),
+            );
+        }
         self.aggregation_rule()
             .map_err(|r| MapekError::config(origin, "detector.rule", r))?;
         Ok(())
+    }
+
+    /// The rule as the ledger names it.
+    fn rule_name(&self) -> &'static str {
+        match self.rule.as_str() {
+            "fedavg" => "fedavg(weights=samples)",
+            "trimmed_mean" => "trimmed_mean(beta=0.1)",
+            _ => "median",
+        }
     }
 
     fn aggregation_rule(&self) -> Result<Rule, String> {
@@ -160,6 +186,32 @@ pub enum Calibration {
     /// At the lowest score at which the training data's precision is still at least this
     /// (`{ precision = 0.9 }`).
     Precision(f32),
+}
+
+impl Calibration {
+    /// As the config spells it: `none`, `f1`, `precision=0.9`.
+    pub fn name(&self) -> String {
+        match self {
+            Calibration::None => "none".into(),
+            Calibration::F1 => "f1".into(),
+            Calibration::Precision(p) => format!("precision={p}"),
+        }
+    }
+}
+
+/// The federated clients' names in [`train_federated`]'s order: `t<mesh>-n<node>` for every
+/// node with samples.
+pub fn client_names(data: &NodeData) -> Vec<String> {
+    data.iter()
+        .enumerate()
+        .flat_map(|(m, nodes)| {
+            nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| !d.is_empty())
+                .map(move |(n, _)| format!("t{m}-n{n}"))
+        })
+        .collect()
 }
 
 /// One labelled observation.
@@ -404,8 +456,13 @@ pub type Trained = (Mlp, Vec<ModelRecord>, [f32; 2]);
 
 /// Federated training: every node with samples is a client; `rounds` rounds of local SGD
 /// and aggregation, then federated calibration (`calibration`). Returns the global
-/// model and one record per round.
-pub fn train_federated(data: &NodeData, cfg: &TrainConfig) -> Result<Trained, MapekError> {
+/// model and one record per round. With `ledger`, each round and the calibration are
+/// agreed and recorded there, and the model of each next round is the one the ledger serves.
+pub fn train_federated(
+    data: &NodeData,
+    cfg: &TrainConfig,
+    mut ledger: Option<&mut DetectorLedger>,
+) -> Result<Trained, MapekError> {
     let rule = cfg
         .aggregation_rule()
         .map_err(|r| MapekError::config("<train>", "detector.rule", r))?;
@@ -432,19 +489,41 @@ pub fn train_federated(data: &NodeData, cfg: &TrainConfig) -> Result<Trained, Ma
         let (agg, report) =
             meshrl_fl::aggregate(&rule, &refs, Some(&weights), dim, OnInvalid::Drop)?;
         global.weights = agg;
+        let mut model_hash = None;
+        if let Some(l) = ledger.as_deref_mut() {
+            let hashes = rows
+                .par_iter()
+                .map(|r| meshrl_trust::weights_hash(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let rejected: Vec<(usize, String)> =
+                report.rejected.iter().map(|(c, r)| (*c, r.to_string())).collect();
+            let rec = l.record(round as u64 + 1, cfg.rule_name(), &hashes, &report.accepted, &rejected, &global.weights)?;
+            global.weights = rec.weights;
+            model_hash = Some(rec.model_hash.to_hex());
+        }
         history.push(ModelRecord {
             detector: "federated".into(),
             round,
             clients: report.accepted.len(),
             loss: losses / clients.len().max(1) as f32,
             checksum: checksum(&global.weights),
+            model_hash,
         });
     }
+    let hists: Vec<ScoreHistogram> = clients.par_iter().map(|d| ScoreHistogram::of(&global, d)).collect();
     let mut hist = ScoreHistogram::default();
-    for d in &clients {
-        hist.add(&ScoreHistogram::of(&global, d));
+    for h in &hists {
+        hist.add(h);
     }
     let thresholds = calibrate(&mut global, &hist, cfg.calibration);
+    if let Some(l) = ledger {
+        // One more round: each node signs the histograms it sent; the model the loop runs
+        // is the calibrated one the ledger serves.
+        let hashes: Vec<_> = hists.iter().map(|h| meshrl_trust::Hash32::of(&h.to_bytes())).collect();
+        let all: Vec<usize> = (0..clients.len()).collect();
+        let rule = format!("calibration({})", cfg.calibration.name());
+        global.weights = l.record(cfg.rounds as u64 + 1, &rule, &hashes, &all, &[], &global.weights)?.weights;
+    }
     Ok((global, history, thresholds))
 }
 
@@ -491,6 +570,16 @@ impl ScoreHistogram {
             }
         }
         h
+    }
+
+    /// The counts as little-endian bytes, head by head, class by class: what a node signs.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.counts
+            .iter()
+            .flatten()
+            .flatten()
+            .flat_map(|c| c.to_le_bytes())
+            .collect()
     }
 
     /// Adds another node's counts.
@@ -585,6 +674,7 @@ pub fn train_local(data: &NodeData, node: usize, cfg: &TrainConfig) -> Result<Tr
             clients: 1,
             loss,
             checksum: checksum(&mlp.weights),
+            model_hash: None,
         });
     }
     let hist = ScoreHistogram::of(&mlp, d);

@@ -55,11 +55,7 @@ fn detectors() -> &'static Detectors {
 fn federated_loop_quarantines_the_malicious_node_fast_and_recovers_delivery() {
     let f = small("node_turns_malicious");
     let r = evaluate_incident(&f, detectors()).unwrap();
-    let fed = r
-        .with_loop
-        .iter()
-        .find(|l| l.detector == "federated")
-        .unwrap();
+    let fed = r.with_detector("federated").unwrap();
     // Every mesh: the node that turned malicious is quarantined within 150 ticks (1.5 s).
     assert_eq!(fed.detected, 2, "{:?}", fed.actions);
     assert!(
@@ -102,11 +98,7 @@ fn healthy_mesh_sees_no_quarantine() {
     }
     // The federated loop does nothing at all on a healthy mesh: no quarantine, no avoided
     // link, no tune, no transit reserve.
-    let fed = r
-        .with_loop
-        .iter()
-        .find(|l| l.detector == "federated")
-        .unwrap();
+    let fed = r.with_detector("federated").unwrap();
     assert!(fed.actions.is_empty(), "{:?}", fed.actions);
 }
 
@@ -114,11 +106,7 @@ fn healthy_mesh_sees_no_quarantine() {
 fn federated_loop_avoids_a_degrading_link_before_it_fails() {
     let f = small("link_degrades");
     let r = evaluate_incident(&f, detectors()).unwrap();
-    let fed = r
-        .with_loop
-        .iter()
-        .find(|l| l.detector == "federated")
-        .unwrap();
+    let fed = r.with_detector("federated").unwrap();
     // The link ramps to failure over 40 ticks; the calibrated link head sees it coming on
     // every mesh (the threshold rule needs the loss to reach 35 % first).
     assert_eq!(fed.detected, 2, "{:?}", fed.actions);
@@ -137,11 +125,7 @@ fn federated_loop_avoids_a_degrading_link_before_it_fails() {
 fn flash_crowd_loop_keeps_room_for_transit_and_recovers_the_cost() {
     let f = small("flash_crowd");
     let r = evaluate_incident(&f, detectors()).unwrap();
-    let fed = r
-        .with_loop
-        .iter()
-        .find(|l| l.detector == "federated")
-        .unwrap();
+    let fed = r.with_detector("federated").unwrap();
     let cost = r.healthy.after - r.without_loop.after;
     assert!(cost > 0.1, "the crowd should cost delivery: {cost}");
     assert!(

@@ -15,7 +15,9 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::config::{Architecture, PpoConfig};
-use crate::policy::{check_batch, infer, init, log_probs, sample, valid_tensor, ActorCritic, PolicySpec};
+use crate::policy::{
+    check_batch, infer, init, log_probs, sample, valid_tensor, ActorCritic, PolicySpec, MASKED_LOGIT,
+};
 use crate::rollout::{explained_variance, gae, Episodes, Finished, Rollout};
 use crate::PpoError;
 
@@ -102,6 +104,20 @@ impl ModuleVisitor for GradScale<'_> {
     }
 }
 
+/// Where the update's time goes, summed over minibatch steps since the last
+/// [`Learner::take_update_phases`]: building the minibatch tensors, the forward pass and loss
+/// (with the NaN check and the KL / clip-fraction metrics), `backward`, the global-norm clip,
+/// and Adam's step. `flex` runs eagerly, so each phase is timed where it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UpdatePhases {
+    pub minibatches: u64,
+    pub gather_s: f64,
+    pub forward_s: f64,
+    pub backward_s: f64,
+    pub clip_s: f64,
+    pub adam_s: f64,
+}
+
 /// Adam as CleanRL's PPO sets it up (ε = 1e-5).
 fn new_optimizer() -> ModuleOptimizer {
     AdamConfig::new().with_epsilon(1e-5).init()
@@ -120,6 +136,7 @@ pub struct Learner {
     episodes: Episodes,
     /// Transitions stored with [`Learner::store_transition`] since the last update.
     buffer: Rollout,
+    phases: UpdatePhases,
 }
 
 impl Learner {
@@ -144,6 +161,7 @@ impl Learner {
             model: Some(model),
             global_step: 0,
             episodes: Episodes::default(),
+            phases: UpdatePhases::default(),
         })
     }
 
@@ -186,6 +204,11 @@ impl Learner {
 
     pub fn global_step(&self) -> u64 {
         self.global_step
+    }
+
+    /// The update's time by phase since the last call (see [`UpdatePhases`]), then zeroed.
+    pub fn take_update_phases(&mut self) -> UpdatePhases {
+        std::mem::take(&mut self.phases)
     }
 
     pub fn model(&self) -> &ActorCritic {
@@ -323,6 +346,13 @@ impl Learner {
         let (d, k) = (self.spec().obs_dim, self.spec().num_actions);
         let m = idx.len();
         let dev = self.device.clone();
+        let mut clock = Instant::now();
+        let mut lap = || {
+            let now = Instant::now();
+            let s = (now - clock).as_secs_f64();
+            clock = now;
+            s
+        };
         let gather = |src: &[f32], w: usize| -> Vec<f32> {
             idx.iter().flat_map(|&i| src[i * w..(i + 1) * w].iter().copied()).collect()
         };
@@ -344,9 +374,11 @@ impl Learner {
         let a = vec1(a);
         let ret = vec1(gather(returns, 1));
         let old_v = vec1(gather(&r.values, 1));
+        let gather_s = lap();
 
         let model = self.model();
-        let logp_all = log_probs(model.masked_logits(x.clone(), valid.clone()));
+        let (logits, v) = model.logits_and_value(x, valid.clone());
+        let logp_all = log_probs(logits.mask_fill(valid.bool_not(), MASKED_LOGIT));
         let new_logp = logp_all.clone().gather(1, act).reshape([m]);
         let entropy = logp_all.clone().exp().mul(logp_all).sum_dim(1).reshape([m]).neg();
         let log_ratio = new_logp - old_logp;
@@ -355,7 +387,6 @@ impl Learner {
         let pg1 = a.clone().neg().mul(ratio.clone());
         let pg2 = a.neg().mul(ratio.clone().clamp(1.0 - c, 1.0 + c));
         let pg_loss = pg1.max_pair(pg2).mean();
-        let v = model.value(x, valid);
         let v_loss = if self.cfg.clip_value_loss {
             let unclipped = (v.clone() - ret.clone()).powi_scalar(2);
             let clipped = (old_v.clone() + (v - old_v).clamp(-c, c) - ret).powi_scalar(2);
@@ -371,8 +402,10 @@ impl Learner {
         }
         let approx_kl = ((ratio.clone() - 1.0) - log_ratio).mean().into_scalar::<f32>();
         let clipfrac = (ratio - 1.0).abs().greater_elem(c).float().mean().into_scalar::<f32>();
+        let forward_s = lap();
 
         let mut grads = GradientsParams::from_grads(loss.backward(), model);
+        let backward_s = lap();
         let mut norm = GradNorm {
             grads: &grads,
             sq: 0.0,
@@ -389,8 +422,17 @@ impl Learner {
             };
             model.visit(&mut scale);
         }
+        let clip_s = lap();
         let model = self.model.take().expect("present outside a step");
         self.model = Some(self.optim.step(lr, model, grads));
+        let adam_s = lap();
+        let p = &mut self.phases;
+        p.minibatches += 1;
+        p.gather_s += gather_s;
+        p.forward_s += forward_s;
+        p.backward_s += backward_s;
+        p.clip_s += clip_s;
+        p.adam_s += adam_s;
         Ok([
             pg_loss.into_scalar::<f32>(),
             v_loss.into_scalar::<f32>(),

@@ -32,7 +32,7 @@ pub use error::PpoError;
 pub use export::{export, ExportOptions};
 pub use file::{atomic_write, f32_bytes, f32s, read_framed, write_framed};
 pub use inference::Policy;
-pub use learner::{Learner, UpdateStats};
+pub use learner::{Learner, UpdatePhases, UpdateStats};
 pub use meshrl_format::EXPORT_FORMAT;
 pub use policy::{log_probs, ActorCritic, Mlp, PolicySpec, MASKED_LOGIT};
 pub use rollout::{Episodes, Finished, Rollout};

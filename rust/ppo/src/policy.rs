@@ -120,10 +120,11 @@ fn orthogonal(d_in: usize, d_out: usize, gain: f64, device: &Device) -> Linear {
 
 fn activate<const D: usize>(h: Tensor<D>, act: Activation) -> Tensor<D> {
     match act {
-        // tanh(x) = 1 − 2 / (exp(2x) + 1), clamped so exp stays finite.
+        // tanh(x) = 1 − 2 / (exp(2x) + 1), capped so exp stays finite (its backward would be
+        // inf · 0 otherwise); below, exp(2x) → 0 is harmless.
         Activation::Tanh => h
             .mul_scalar(2.0)
-            .clamp(-30.0, 30.0)
+            .clamp_max(30.0)
             .exp()
             .add_scalar(1.0)
             .recip()
@@ -248,22 +249,40 @@ impl ActorCritic {
         let [n, _] = x.dims();
         match &self.critic_head {
             None => self.critic.forward(x).reshape([n]),
+            Some(head) => self.pooled_value(head, self.critic.forward(self.slot_inputs(x)), valid),
+        }
+    }
+
+    /// Unmasked logits `[n, K]` and state values `[n]` in one pass: the `slots` inputs (slice,
+    /// repeat, concatenate) are built once for actor and critic. The same numbers as
+    /// [`ActorCritic::logits`] and [`ActorCritic::value`].
+    pub fn logits_and_value(&self, x: Tensor<2>, valid: Tensor<2, Bool>) -> (Tensor<2>, Tensor<1>) {
+        let [n, _] = x.dims();
+        match &self.critic_head {
+            None => (self.actor.forward(x.clone()), self.critic.forward(x).reshape([n])),
             Some(head) => {
+                let inputs = self.slot_inputs(x);
                 let k = self.spec.num_actions;
-                let e = self.critic.forward(self.slot_inputs(x)); // [n, K, H]
-                let h = e.dims()[2];
-                let m = valid.reshape([n, k, 1]);
-                let mf = m.clone().float();
-                let count = mf.clone().sum_dim(1).clamp_min(1.0); // [n, 1, 1]
-                let mean = (e.clone() * mf).sum_dim(1) / count; // [n, 1, H]
-                let max = e
-                    .mask_fill(m.bool_not().repeat_dim(2, h), -1e9)
-                    .max_dim(1)
-                    .clamp_min(-10.0);
-                let pooled = Tensor::cat(vec![mean, max], 2).reshape([n, 2 * h]);
-                head.forward(pooled).reshape([n])
+                let logits = self.actor.forward(inputs.clone()).reshape([n, k]);
+                (logits, self.pooled_value(head, self.critic.forward(inputs), valid))
             }
         }
+    }
+
+    /// The `slots` critic's value from slot embeddings `e` (`[n, K, H]`): mean and max over
+    /// the valid slots, then the head.
+    fn pooled_value(&self, head: &Linear, e: Tensor<3>, valid: Tensor<2, Bool>) -> Tensor<1> {
+        let [n, k, h] = e.dims();
+        let mf = valid.reshape([n, k, 1]).float();
+        let count = mf.clone().sum_dim(1).clamp_min(1.0); // [n, 1, 1]
+        let mean = (e.clone() * mf.clone()).sum_dim(1) / count; // [n, 1, H]
+        // Empty slots pushed down by 1e9 with one broadcast add (no [n, K, H] mask): the same
+        // max as masking them, as a valid slot's embedding is far above -1e9.
+        let max = (e + (mf - 1.0).mul_scalar(1e9))
+            .max_dim(1)
+            .clamp_min(-10.0);
+        let pooled = Tensor::cat(vec![mean, max], 2).reshape([n, 2 * h]);
+        head.forward(pooled).reshape([n])
     }
 }
 
@@ -275,8 +294,9 @@ pub(crate) fn infer(model: &ActorCritic, obs: &[f32], mask: &[i8]) -> (Vec<f32>,
     let device = model.devices().into_iter().next().unwrap_or_else(Device::flex);
     let x = Tensor::<2>::from_data(TensorData::new(obs.to_vec(), [n, d]), &device);
     let valid = valid_tensor(mask, n, k, &device);
-    let logits = model.logits(x.clone()).into_data().try_to_vec::<f32>();
-    let values = model.value(x, valid).into_data().try_to_vec::<f32>();
+    let (logits, values) = model.logits_and_value(x, valid);
+    let logits = logits.into_data().try_to_vec::<f32>();
+    let values = values.into_data().try_to_vec::<f32>();
     (
         logits.expect("f32 logits"),
         values.expect("f32 values"),

@@ -32,6 +32,10 @@ pub enum TrustError {
     /// A block cannot be appended (it breaks a ledger rule).
     #[error("cannot append: {0}")]
     Rejected(String),
+    /// An existing ledger belongs to another run (other genesis) or holds another model for a
+    /// round than the run computes.
+    #[error("{} {reason}", path.display())]
+    Mismatch { path: PathBuf, reason: String },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -352,6 +352,62 @@ impl Ledger {
         })
     }
 
+    /// Continues the ledger at `path` when it exists and begins with `genesis` (a resumed
+    /// run), else creates it. A ledger whose genesis names other nodes or validators is
+    /// [`TrustError::Mismatch`].
+    pub fn open_or_create(path: &Path, author: &Identity, genesis: Genesis) -> Result<Ledger, TrustError> {
+        if !path.exists() {
+            return Ledger::create(path, author, genesis);
+        }
+        let ledger = Ledger::open(path)?;
+        if ledger.blocks.first().map(|b| &b.body) != Some(&BlockBody::Genesis(genesis)) {
+            return Err(TrustError::Mismatch {
+                path: path.to_path_buf(),
+                reason: "belongs to another run (its genesis names other nodes or validators)".into(),
+            });
+        }
+        Ok(ledger)
+    }
+
+    /// Records a round: `update` and the validators' `proof` of it, unless the ledger already
+    /// holds that round's update with the same value (a resumed run repeating it; a missing
+    /// proof is then appended). Another update for the round is [`TrustError::Mismatch`].
+    /// Returns the model's bytes as a node loads them (only a proven model is served).
+    pub fn record_proven(
+        &mut self,
+        author: &Identity,
+        update: ModelUpdate,
+        proof: ConsensusProof,
+    ) -> Result<Vec<u8>, TrustError> {
+        let (round, value, model_hash) = (update.round, update.value(), update.model_hash);
+        if proof.value != value {
+            return Err(TrustError::InvalidProof(format!(
+                "it proves round {} model {}, not round {round} model {model_hash}",
+                proof.value.round, proof.value.model_hash
+            )));
+        }
+        let recorded = self.blocks.iter().find_map(|b| match &b.body {
+            BlockBody::ModelUpdate(u) if u.round == round => Some(u.value()),
+            _ => None,
+        });
+        match recorded {
+            None => {
+                self.append_model_update(author, update)?;
+            }
+            Some(v) if v == value => {}
+            Some(_) => {
+                return Err(TrustError::Mismatch {
+                    path: self.path.clone(),
+                    reason: format!("holds a different round-{round} model than this run computes (another config or seed?)"),
+                })
+            }
+        }
+        if self.proven(round).is_none() {
+            self.append_consensus_proof(author, proof)?;
+        }
+        self.load_proven(&model_hash)
+    }
+
     /// Appends a round's global model, signed by `author`. Rounds must increase; every
     /// worker signature in `update` must verify.
     pub fn append_model_update(

@@ -1,0 +1,62 @@
+//! Where a PPO update's time goes, phase by phase, on the config users train the router with
+//! (`configs/train/dynamic-routing.toml`: `slots` [32, 32], 256 envs × 32 steps, 2 epochs of
+//! 4,096) and on a sample-efficient variant (4 epochs of 1,024, as SB3's settings in
+//! `python/benchmarks/time_to_etx.py`). Prints one Markdown row per setting: SPS, the share of
+//! wall time in env stepping, inference and the update, and the update split into building the
+//! minibatch tensors, forward + loss, backward, the global-norm clip and Adam
+//! ([`meshrl_ppo::UpdatePhases`]; `flex` is eager, so each phase is timed where it runs).
+//!
+//! cargo bench -p meshrl-ppo --bench update_profile   # (scripts/test's features: burn once)
+//!
+//! `MESHRL_BENCH_UPDATES` (default 8) updates are timed after one warm-up.
+
+use meshrl_ppo::{TrainConfig, Trainer};
+
+fn main() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/train/dynamic-routing.toml");
+    let updates: u32 = std::env::var("MESHRL_BENCH_UPDATES")
+        .ok()
+        .map(|v| v.parse().expect("MESHRL_BENCH_UPDATES: a count"))
+        .unwrap_or(8);
+    println!("| setting | SPS | env | inference | update | gather | forward + loss | backward | clip | Adam | minibatches |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (label, epochs, minibatch) in [
+        ("dynamic-routing.toml (2 epochs × 4,096)", None, None),
+        ("4 epochs × 1,024", Some(4), Some(1024)),
+    ] {
+        let loaded = TrainConfig::load(path).unwrap();
+        let mut ppo = loaded.cfg.ppo.clone();
+        ppo.epochs = epochs.unwrap_or(ppo.epochs);
+        ppo.minibatch_size = minibatch.unwrap_or(ppo.minibatch_size);
+        let lr = ppo.learning_rate;
+        let mut t = Trainer::with_mix(loaded.mix, ppo.clone(), loaded.cfg.reseed_every).unwrap();
+        t.update(lr).unwrap(); // warm-up
+        t.learner.take_update_phases();
+        let (mut env_s, mut inf_s, mut upd_s) = (0f64, 0f64, 0f64);
+        let start = std::time::Instant::now();
+        for _ in 0..updates {
+            let s = t.update(lr).unwrap();
+            env_s += s.env_s;
+            inf_s += s.inference_s;
+            upd_s += s.update_s;
+        }
+        let wall = start.elapsed().as_secs_f64();
+        let p = t.learner.take_update_phases();
+        let steps = updates as f64 * (ppo.num_envs * ppo.num_steps) as f64;
+        let pct = |x: f64| format!("{:.0} %", 100.0 * x / wall);
+        let of_update = |x: f64| format!("{:.0} %", 100.0 * x / upd_s);
+        println!(
+            "| {label} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            steps / wall,
+            pct(env_s),
+            pct(inf_s),
+            pct(upd_s),
+            of_update(p.gather_s),
+            of_update(p.forward_s),
+            of_update(p.backward_s),
+            of_update(p.clip_s),
+            of_update(p.adam_s),
+            p.minibatches
+        );
+    }
+}
