@@ -10,8 +10,8 @@ own load), greedily (argmax over valid slots: SB3's ``deterministic=True``), thr
 up by (environment, episode): "matches ETX" is the paired delivery difference ≥ 0 (point
 estimate; the 95 % interval is a paired bootstrap).
 
-- meshrl: the ``meshrl train`` command of the installed wheel (subprocess, as a user runs it),
-  unchanged config, with a checkpoint every ``--eval-every`` steps; a watcher copies each
+- meshrl: the ``meshrl train`` command of the installed wheel (subprocess, as a user runs it) on
+  ``--meshrl-config`` (default dynamic-routing.toml), with a checkpoint every ``--eval-every`` steps; a watcher copies each
   checkpoint as it appears and the policies are evaluated after training, so evaluation takes
   no core from training. Train time = the checkpoint's write time - the command's start.
 - SB3 / MaskablePPO: ``make_vec_env`` over ``meshrl/MeshRouting-v0`` (DummyVecEnv, Monitor),
@@ -227,6 +227,7 @@ def describe(kind: str, ppo_cfg: dict, n_envs: int) -> str:
 
 
 def main() -> None:
+    global TRAIN_CONFIG
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--libs", default="meshrl,sb3-ppo,sb3-maskable")
     p.add_argument("--budget-s", type=float, default=900.0, help="training seconds per SB3 run")
@@ -238,7 +239,6 @@ def main() -> None:
     p.add_argument("--meshrl-config", default=str(TRAIN_CONFIG),
                    help="meshrl's training config (the same scenario; default: dynamic-routing.toml)")
     args = p.parse_args()
-    global TRAIN_CONFIG
     shipped_env = load_scenario()[0]
     TRAIN_CONFIG = pathlib.Path(args.meshrl_config).resolve()
     if load_scenario()[0] != shipped_env:
