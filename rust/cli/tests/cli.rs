@@ -315,8 +315,10 @@ fn eval_runs_an_incident_with_and_without_the_loop() {
     )
     .unwrap();
     let actions = dir.join("actions.jsonl");
+    let ledger = dir.join("detector.mlg");
     let out = meshrl()
         .args(["eval", "--incident", incident.to_str().unwrap(), "--actions", actions.to_str().unwrap()])
+        .args(["--ledger", ledger.to_str().unwrap()])
         .output()
         .unwrap();
     let table = succeeded(&out);
@@ -324,6 +326,13 @@ fn eval_runs_an_incident_with_and_without_the_loop() {
     assert!(table.contains("| malicious | threshold |"), "{table}");
     let log = std::fs::read_to_string(&actions).unwrap();
     assert!(log.contains("\"action\":\"quarantine\"") && log.contains("overheard"), "{log}");
+    // The federated detector's 300 rounds and its calibration, each proven by PBFT.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("federated detector: 603 blocks in") && err.contains("the loop runs model"), "{err}");
+    let verified = succeeded(&meshrl().args(["ledger", "verify", ledger.to_str().unwrap(), "--json"]).output().unwrap());
+    let report: serde_json::Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(report["consensus_proofs"], 301, "{verified}");
+    assert_eq!(report["latest_proven"]["round"], 301, "{verified}");
     // A bad incident file names the field.
     std::fs::write(&incident, "scenario = \"x.toml\"\n[incident]\nkind = \"flash_crowd\"\nstart_tick = 1\n").unwrap();
     let out = meshrl().args(["eval", "--incident", incident.to_str().unwrap()]).output().unwrap();
