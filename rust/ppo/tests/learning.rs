@@ -130,19 +130,7 @@ fn ppo_beats_etx_on_the_dynamic_scenario() {
     for s in &c.summaries {
         eprintln!("{:<24} {:.3} latency {:.1} ms hops {:.2}", s.policy, s.delivery_ratio, s.latency_mean_ms, s.hops_mean);
     }
-    let greedy_vs_etx = &c.paired[1];
-    assert_eq!((greedy_vs_etx.a.as_str(), greedy_vs_etx.b.as_str()), ("ppo (greedy)", "baseline:etx"));
-    eprintln!(
-        "ppo (greedy) − etx: {:+.3} [{:+.3}, {:+.3}]",
-        greedy_vs_etx.delivery_diff, greedy_vs_etx.delivery_diff_ci.low, greedy_vs_etx.delivery_diff_ci.high
-    );
-    assert!(
-        greedy_vs_etx.delivery_significant && greedy_vs_etx.delivery_diff > 0.0,
-        "ppo (greedy) does not beat ETX: {:+.3} [{:+.3}, {:+.3}]",
-        greedy_vs_etx.delivery_diff,
-        greedy_vs_etx.delivery_diff_ci.low,
-        greedy_vs_etx.delivery_diff_ci.high
-    );
+    assert_greedy_beats_etx(&c, "");
 }
 
 /// The sample-efficient variant (`dynamic-routing-4x1024.toml`: 4 epochs of 1,024 instead of 2
@@ -169,17 +157,18 @@ fn the_sample_efficient_config_beats_etx_within_131k_steps() {
     let mut scenario = EnvConfig::from_toml_file(format!("{dir}/../../configs/env/dynamic.toml")).unwrap();
     scenario.env.features = meshrl_env::FeatureSet::Routing;
     let c = meshrl_ppo::compare(&trainer.policy(), "dynamic", &scenario, 4096, 11).unwrap();
-    let greedy_vs_etx = &c.paired[1];
-    assert_eq!((greedy_vs_etx.a.as_str(), greedy_vs_etx.b.as_str()), ("ppo (greedy)", "baseline:etx"));
-    eprintln!(
-        "ppo (greedy) − etx after 131,072 steps: {:+.3} [{:+.3}, {:+.3}]",
-        greedy_vs_etx.delivery_diff, greedy_vs_etx.delivery_diff_ci.low, greedy_vs_etx.delivery_diff_ci.high
-    );
+    assert_greedy_beats_etx(&c, " after 131,072 steps");
+}
+
+/// The greedy policy's paired delivery difference with ETX (`c.paired[1]`) is positive and
+/// significant; `when` goes into the message.
+fn assert_greedy_beats_etx(c: &meshrl_ppo::Comparison, when: &str) {
+    let d = &c.paired[1];
+    assert_eq!((d.a.as_str(), d.b.as_str()), ("ppo (greedy)", "baseline:etx"));
+    let (diff, low, high) = (d.delivery_diff, d.delivery_diff_ci.low, d.delivery_diff_ci.high);
+    eprintln!("ppo (greedy) − etx{when}: {diff:+.3} [{low:+.3}, {high:+.3}]");
     assert!(
-        greedy_vs_etx.delivery_significant && greedy_vs_etx.delivery_diff > 0.0,
-        "ppo (greedy) does not beat ETX after 131,072 steps: {:+.3} [{:+.3}, {:+.3}]",
-        greedy_vs_etx.delivery_diff,
-        greedy_vs_etx.delivery_diff_ci.low,
-        greedy_vs_etx.delivery_diff_ci.high
+        d.delivery_significant && diff > 0.0,
+        "ppo (greedy) does not beat ETX{when}: {diff:+.3} [{low:+.3}, {high:+.3}]"
     );
 }
