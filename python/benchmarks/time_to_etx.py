@@ -99,7 +99,7 @@ def read_checkpoint(path: pathlib.Path) -> tuple[int, np.ndarray]:
     return int(h["global_step"]), np.frombuffer(payload[: 4 * h["num_weights"]], dtype="<f4").copy()
 
 
-def run_meshrl(etx: Etx, env_cfg: dict, ppo_cfg: dict, steps: int, eval_every: int) -> dict:
+def run_meshrl(etx: Etx, env_cfg: dict, ppo_cfg: dict, steps: int, eval_every: int, seed: int) -> dict:
     batch = ppo_cfg["num_envs"] * ppo_cfg["num_steps"]
     if eval_every % batch:
         raise SystemExit(f"--eval-every must be a multiple of meshrl's batch ({batch})")
@@ -119,10 +119,11 @@ def run_meshrl(etx: Etx, env_cfg: dict, ppo_cfg: dict, steps: int, eval_every: i
                     seen.append((st.st_mtime_ns / 1e9, step, w))
             except (FileNotFoundError, ValueError):
                 pass
-            stop.wait(0.05)
+            stop.wait(0.005)  # small configs write a checkpoint every ~0.1 s
 
     cmd = [sys.executable, "-m", "meshrl.cli", "train", str(TRAIN_CONFIG), "--out", str(out), "--force",
-           "--steps", str(steps), "--checkpoint-every", str(eval_every // batch), "--eval-episodes", "256"]
+           "--steps", str(steps), "--checkpoint-every", str(eval_every // batch), "--eval-episodes", "256",
+           "--seed", str(seed)]
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     t0 = time.time()
@@ -136,7 +137,12 @@ def run_meshrl(etx: Etx, env_cfg: dict, ppo_cfg: dict, steps: int, eval_every: i
     learner = meshrl.ppo.Trainer(config=TRAIN_CONFIG, ppo={"device": "cpu"})
     act = lambda o, m: learner.get_action(o, m, deterministic=True)  # noqa: E731
     evals, eval_s, reached = [], 0.0, None
-    for written, step, w in seen:
+    steps_seen = [step for _, step, _ in seen]
+    if steps_seen != list(range(eval_every, eval_every * len(seen) + 1, eval_every)):
+        print(f"  warning: the watcher missed checkpoints (saw steps {steps_seen[:8]}...)", flush=True)
+    for n, (written, step, w) in enumerate(seen):
+        if reached is not None and n != len(seen) - 1 and step % 32768:
+            continue  # past the match: every 32,768 steps and the last
         learner.set_weights(w)
         result, s = etx.compare(act)
         eval_s += s
@@ -160,7 +166,7 @@ def check_against_trainer(weights: np.ndarray, etx: Etx, delivery: float) -> Non
 
 
 def run_sb3(kind: str, etx: Etx, env_cfg: dict, settings: dict, n_envs: int, budget_s: float,
-            eval_every: int) -> dict:
+            eval_every: int, seed: int) -> dict:
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -196,14 +202,14 @@ def run_sb3(kind: str, etx: Etx, env_cfg: dict, settings: dict, n_envs: int, bud
             return not state["stop"]
 
     start = time.perf_counter()
-    env = make_vec_env(meshrl.ENV_ID, n_envs=n_envs, seed=0, env_kwargs=dict(config=env_cfg))
+    env = make_vec_env(meshrl.ENV_ID, n_envs=n_envs, seed=seed, env_kwargs=dict(config=env_cfg))
     if kind == "sb3-maskable":
         from sb3_contrib import MaskablePPO as Algo
     else:
         Algo = PPO
     kwargs = dict(settings)
     arch = kwargs.pop("net_arch")
-    model = Algo("MlpPolicy", env, policy_kwargs=dict(net_arch=arch, activation_fn=torch.nn.Tanh), seed=0,
+    model = Algo("MlpPolicy", env, policy_kwargs=dict(net_arch=arch, activation_fn=torch.nn.Tanh), seed=seed,
                  device="cpu", verbose=0, **kwargs)
     model.learn(total_timesteps=10**10, callback=Clock())
     env.close()
@@ -219,7 +225,8 @@ SB3_SETTINGS = dict(n_steps=128, batch_size=1024, n_epochs=4, learning_rate=1e-3
 
 def describe(kind: str, ppo_cfg: dict, n_envs: int) -> str:
     if kind == "meshrl":
-        return (f"`{TRAIN_CONFIG.relative_to(ROOT)}`: slots {ppo_cfg['hidden']}, {ppo_cfg['num_envs']} envs x "
+        name = TRAIN_CONFIG.relative_to(ROOT) if TRAIN_CONFIG.is_relative_to(ROOT) else TRAIN_CONFIG
+        return (f"`{name}`: slots {ppo_cfg['hidden']}, {ppo_cfg['num_envs']} envs x "
                 f"{ppo_cfg['num_steps']}, {ppo_cfg['epochs']} epochs, mb {ppo_cfg['minibatch_size']}, lr {ppo_cfg['learning_rate']} annealed")
     s = SB3_SETTINGS
     return (f"MlpPolicy {s['net_arch']} tanh, make_vec_env {n_envs} x {s['n_steps']}, {s['n_epochs']} epochs, "
@@ -236,9 +243,19 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=4096)
     p.add_argument("--eval-seed", type=int, default=1_000_003)
     p.add_argument("--sb3-envs", type=int, default=64)
+    p.add_argument("--sb3-eval-every", type=int, default=None,
+                   help="SB3's evaluation cadence (a multiple of its rollout; default --eval-every)")
+    p.add_argument("--sb3", action="append", default=[], metavar="KEY=JSON",
+                   help="override one of SB3's settings, e.g. --sb3 batch_size=512 --sb3 'net_arch=[32,32]'")
+    p.add_argument("--seeds", default="1", help="comma-separated training seeds; each library runs once per seed")
     p.add_argument("--meshrl-config", default=str(TRAIN_CONFIG),
                    help="meshrl's training config (the same scenario; default: dynamic-routing.toml)")
     args = p.parse_args()
+    for item in args.sb3:
+        key, _, value = item.partition("=")
+        if key not in SB3_SETTINGS:
+            raise SystemExit(f"--sb3 {item}: unknown setting {key!r}; known: {', '.join(SB3_SETTINGS)}")
+        SB3_SETTINGS[key] = json.loads(value)
     shipped_env = load_scenario()[0]
     TRAIN_CONFIG = pathlib.Path(args.meshrl_config).resolve()
     if load_scenario()[0] != shipped_env:
@@ -248,35 +265,48 @@ def main() -> None:
     print(f"load before: {os.getloadavg()}", flush=True)
     etx = Etx(env_cfg, args.eval_episodes, args.eval_seed)
     print(f"ETX delivery on the {args.eval_episodes} evaluation packets: {etx.delivery:.4f}", flush=True)
-    rows = {}
-    for kind in args.libs.split(","):
-        print(f"{kind}:", flush=True)
-        if kind == "meshrl":
-            rows[kind] = run_meshrl(etx, env_cfg, ppo_cfg, args.meshrl_steps or total_steps, args.eval_every)
-        else:
-            rows[kind] = run_sb3(kind, etx, env_cfg, SB3_SETTINGS, args.sb3_envs, args.budget_s, args.eval_every)
-        print(f"  load after {kind}: {os.getloadavg()}", flush=True)
+    seeds = [int(x) for x in args.seeds.split(",")]
+    rows: dict[tuple[str, int], dict] = {}
+    for seed in seeds:
+        for kind in args.libs.split(","):
+            print(f"{kind}, seed {seed}:", flush=True)
+            if kind == "meshrl":
+                rows[kind, seed] = run_meshrl(etx, env_cfg, ppo_cfg, args.meshrl_steps or total_steps,
+                                              args.sb3_eval_every or args.eval_every, seed)
+            else:
+                rows[kind, seed] = run_sb3(kind, etx, env_cfg, SB3_SETTINGS, args.sb3_envs, args.budget_s,
+                                           args.sb3_eval_every or args.eval_every, seed)
+            print(f"  load after {kind}: {os.getloadavg()}", flush=True)
 
-    base = rows.get("meshrl", {}).get("reached")
-    print("\n| library | settings | steps to match ETX | train wall s | eval s | delivery − ETX at that point [95 % CI] | ratio vs meshrl |")
-    print("|---|---|---:|---:|---:|---|---:|")
-    for kind, r in rows.items():
+    def train_s(r: dict) -> float:
+        return r["reached"][1] if r["reached"] else float("inf")
+
+    libs = list(dict.fromkeys(kind for kind, _ in rows))
+    median = {kind: float(np.median([train_s(rows[kind, s]) for s in seeds])) for kind in libs}
+    base = median.get("meshrl")
+    print("\n| library | seed | settings | steps to match ETX | train wall s | eval s | delivery − ETX at that point [95 % CI] |")
+    print("|---|---:|---|---:|---:|---:|---|")
+    for (kind, seed), r in rows.items():
         hit = r["reached"]
         if hit:
-            step, train_s, (d, diff, lo, hi), ev = hit
-            ratio = "1.0×" if kind == "meshrl" else (f"{train_s / base[1]:.1f}×" if base else "–")
-            print(f"| {kind} | {describe(kind, ppo_cfg, args.sb3_envs)} | {step:,} | {train_s:.1f} | {ev:.1f} | "
-                  f"{d:.3f} vs {etx.delivery:.3f}: {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] | {ratio} |")
+            step, t, (d, diff, lo, hi), ev = hit
+            print(f"| {kind} | {seed} | {describe(kind, ppo_cfg, args.sb3_envs)} | {step:,} | {t:.1f} | {ev:.1f} | "
+                  f"{d:.3f} vs {etx.delivery:.3f}: {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
         else:
             last = r["last"]
             best = max((e[2] for e in r["evals"]), key=lambda x: x[1], default=None)
             budget = last[1] if last else args.budget_s
-            ratio = f"≥ {budget / base[1]:.1f}×" if base else "–"
             steps = r.get("steps", last[0] if last else 0)
-            print(f"| {kind} | {describe(kind, ppo_cfg, args.sb3_envs)} | not reached in {budget:.0f} s at {steps:,} steps | "
-                  f"> {budget:.0f} | {r['eval_s']:.1f} | best {best[0]:.3f} vs {etx.delivery:.3f}: {best[1]:+.3f} "
-                  f"[{best[2]:+.3f}, {best[3]:+.3f}] | {ratio} |" if best else f"| {kind} | no evaluation |")
-
+            print(f"| {kind} | {seed} | {describe(kind, ppo_cfg, args.sb3_envs)} | not reached in {budget:.0f} s at "
+                  f"{steps:,} steps | > {budget:.0f} | {r['eval_s']:.1f} | best {best[0]:.3f} vs {etx.delivery:.3f}: "
+                  f"{best[1]:+.3f} [{best[2]:+.3f}, {best[3]:+.3f}] |" if best else f"| {kind} | {seed} | no evaluation |")
+    print(f"\n| library | median train wall s to match ETX over seeds {args.seeds} | ratio vs meshrl |")
+    print("|---|---:|---:|")
+    for kind in libs:
+        m = median[kind]
+        ratio = "1.0×" if kind == "meshrl" else (f"{m / base:.1f}×" if base and base < float("inf") else "–")
+        shown = f"{m:.1f}" if m < float("inf") else "not reached (most seeds)"
+        print(f"| {kind} | {shown} | {ratio} |")
 
 if __name__ == "__main__":
     main()

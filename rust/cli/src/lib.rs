@@ -108,7 +108,7 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
     /// Backend: auto (a GPU through wgpu if this build has it and the machine has one, else
-    /// the CPU), cpu (flex) or wgpu (needs a build with `--features wgpu`).
+    /// the CPU), cpu (flex), wgpu (needs a build with `--features wgpu`) or cuda (an NVIDIA GPU; needs `--features cuda`).
     #[arg(long)]
     pub device: Option<String>,
     /// Checkpoint to OUT/checkpoint.ckpt every N updates (overrides `checkpoint_every`).

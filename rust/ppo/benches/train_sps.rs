@@ -5,7 +5,7 @@
 //!
 //! cargo bench -p meshrl-ppo --bench train_sps
 //!
-//! For other machines (`scripts/bench-gpu`): `MESHRL_BENCH_DEVICE` (`cpu`, `wgpu`, `auto`;
+//! For other machines (`scripts/bench-gpu`): `MESHRL_BENCH_DEVICE` (`cpu`, `wgpu`, `cuda`, `auto`;
 //! default `auto`) picks the backend and `MESHRL_BENCH_NUM_ENVS` (comma-separated, e.g.
 //! `4096,16384,65536`) the sizes; the prototype setting runs only where its batch fits 4,096.
 
@@ -32,7 +32,7 @@ fn device() -> DeviceChoice {
     match std::env::var("MESHRL_BENCH_DEVICE") {
         Ok(name) => name
             .parse::<DeviceChoice>()
-            .expect("MESHRL_BENCH_DEVICE: cpu, wgpu or auto"),
+            .expect("MESHRL_BENCH_DEVICE: cpu, wgpu, cuda or auto"),
         Err(_) => DeviceChoice::Auto,
     }
 }

@@ -1,33 +1,43 @@
 //! Where a PPO update's time goes, phase by phase, on the config users train the router with
 //! (`configs/train/dynamic-routing.toml`: `slots` [32, 32], 256 envs × 32 steps, 2 epochs of
 //! 4,096) and on a sample-efficient variant (4 epochs of 1,024, as SB3's settings in
-//! `python/benchmarks/time_to_etx.py`). Prints one Markdown row per setting: SPS, the share of
+//! `python/benchmarks/time_to_etx.py`), and on the fast config (`dynamic-routing-fast.toml`:
+//! `slots` [16, 16], 64 envs × 16 steps, 4 epochs of 256), also with [32, 32] to separate the
+//! network's width from the batch shape. Prints one Markdown row per setting: SPS, the share of
 //! wall time in env stepping, inference and the update, and the update split into building the
 //! minibatch tensors, forward + loss, backward, the global-norm clip and Adam
 //! ([`meshrl_ppo::UpdatePhases`]; `flex` is eager, so each phase is timed where it runs).
 //!
 //! cargo bench -p meshrl-ppo --bench update_profile   # (scripts/test's features: burn once)
 //!
-//! `MESHRL_BENCH_UPDATES` (default 8) updates are timed after one warm-up.
+//! Each row times the samples of `MESHRL_BENCH_UPDATES` (default 8) updates of 8,192 steps,
+//! after one warm-up update.
 
 use meshrl_ppo::{TrainConfig, Trainer};
 
 fn main() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/train/dynamic-routing.toml");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/train");
     let updates: u32 = std::env::var("MESHRL_BENCH_UPDATES")
         .ok()
         .map(|v| v.parse().expect("MESHRL_BENCH_UPDATES: a count"))
         .unwrap_or(8);
     println!("| setting | SPS | env | inference | update | gather | forward + loss | backward | clip | Adam | minibatches |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (label, epochs, minibatch) in [
-        ("dynamic-routing.toml (2 epochs × 4,096)", None, None),
-        ("4 epochs × 1,024", Some(4), Some(1024)),
-    ] {
-        let loaded = TrainConfig::load(path).unwrap();
+    type Edit = fn(&mut meshrl_ppo::PpoConfig);
+    let settings: [(&str, &str, Edit); 4] = [
+        ("dynamic-routing.toml (2 epochs × 4,096)", "dynamic-routing.toml", |_| {}),
+        ("4 epochs × 1,024", "dynamic-routing.toml", |p| {
+            p.epochs = 4;
+            p.minibatch_size = 1024;
+        }),
+        ("dynamic-routing-fast.toml ([16, 16], 64 × 16, 4 epochs × 256)", "dynamic-routing-fast.toml", |_| {}),
+        ("the same with [32, 32]", "dynamic-routing-fast.toml", |p| p.hidden = vec![32, 32]),
+    ];
+    for (label, file, edit) in settings {
+        let loaded = TrainConfig::load(format!("{dir}/{file}")).unwrap();
         let mut ppo = loaded.cfg.ppo.clone();
-        ppo.epochs = epochs.unwrap_or(ppo.epochs);
-        ppo.minibatch_size = minibatch.unwrap_or(ppo.minibatch_size);
+        edit(&mut ppo);
+        let updates = updates * (8192 / (ppo.num_envs * ppo.num_steps)).max(1) as u32;
         let lr = ppo.learning_rate;
         let mut t = Trainer::with_mix(loaded.mix, ppo.clone(), loaded.cfg.reseed_every).unwrap();
         t.update(lr).unwrap(); // warm-up

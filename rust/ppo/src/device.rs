@@ -1,9 +1,12 @@
-//! Where training runs: `device = "auto" | "cpu" | "wgpu"`, chosen at the edge.
+//! Where training runs: `device = "auto" | "cpu" | "wgpu" | "cuda"`, chosen at the edge.
 //!
 //! - `cpu`: burn's `flex` backend (always built; deterministic for a seed).
 //! - `wgpu`: burn's `wgpu` backend: a GPU through Vulkan/Metal/DX12, or the CPU through a
 //!   software Vulkan driver (Mesa's lavapipe). Needs the crate feature `wgpu`
 //!   (`cargo run --release --features wgpu -p meshrl-cli -- train ... --device wgpu`).
+//! - `cuda`: burn's CUDA backend on NVIDIA GPU 0. Needs the crate feature `cuda` (burn loads
+//!   the CUDA driver at run time, so it builds without the toolkit; a separate build from the
+//!   `wgpu` one: `scripts/bench-gpu` keeps it in its own target directory).
 //! - `auto`: a discrete or integrated GPU through `wgpu` when the build has it and the machine
 //!   has one, else `cpu`. A software Vulkan driver does not count as a GPU.
 
@@ -20,6 +23,7 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Wgpu,
+    Cuda,
 }
 
 impl std::str::FromStr for DeviceChoice {
@@ -29,9 +33,10 @@ impl std::str::FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "wgpu" => Ok(DeviceChoice::Wgpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
             other => Err(PpoError::InvalidConfig {
                 field: "ppo.device".into(),
-                reason: format!("`{other}`: expected `auto`, `cpu` or `wgpu`"),
+                reason: format!("`{other}`: expected `auto`, `cpu`, `wgpu` or `cuda`"),
             }),
         }
     }
@@ -40,7 +45,10 @@ impl std::str::FromStr for DeviceChoice {
 /// Whether this build has the `wgpu` backend.
 pub const HAS_WGPU: bool = cfg!(feature = "wgpu");
 
-#[cfg(feature = "wgpu")]
+/// Whether this build has the `cuda` backend.
+pub const HAS_CUDA: bool = cfg!(feature = "cuda");
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn probe(device: &Device) -> bool {
     use burn::tensor::Tensor;
     let d = device.clone();
@@ -62,6 +70,7 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, &'static str), PpoError> 
     match choice {
         DeviceChoice::Cpu => Ok((Device::flex(), "flex")),
         DeviceChoice::Wgpu => wgpu_device(),
+        DeviceChoice::Cuda => cuda_device(),
         DeviceChoice::Auto => Ok(auto_device()),
     }
 }
@@ -88,6 +97,32 @@ fn wgpu_device() -> Result<(Device, &'static str), PpoError> {
         field: "ppo.device".into(),
         reason: "`wgpu`: this build has no wgpu backend; rebuild with the `wgpu` feature \
                  (cargo run --release --features wgpu -p meshrl-cli -- ...)"
+            .into(),
+    })
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<(Device, &'static str), PpoError> {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let device = Device::cuda(0);
+    if *OK.get_or_init(|| probe(&device)) {
+        Ok((device, "cuda"))
+    } else {
+        Err(PpoError::InvalidConfig {
+            field: "ppo.device".into(),
+            reason: "`cuda`: no usable CUDA device (no NVIDIA GPU, or its driver's libcuda is \
+                     missing)"
+                .into(),
+        })
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device() -> Result<(Device, &'static str), PpoError> {
+    Err(PpoError::InvalidConfig {
+        field: "ppo.device".into(),
+        reason: "`cuda`: this build has no CUDA backend; rebuild with the `cuda` feature \
+                 (cargo run --release --features cuda -p meshrl-cli -- ...)"
             .into(),
     })
 }

@@ -27,7 +27,7 @@ pub mod weights;
 pub use checkpoint::CheckpointInfo;
 pub use compare::{compare, own_load_envs, Comparison, COMPARE_BASELINES};
 pub use config::{Activation, Architecture, PpoConfig, MAX_PARAMETERS};
-pub use device::{select as select_device, DeviceChoice, HAS_WGPU};
+pub use device::{select as select_device, DeviceChoice, HAS_CUDA, HAS_WGPU};
 pub use error::PpoError;
 pub use export::{export, ExportOptions};
 pub use file::{atomic_write, f32_bytes, f32s, read_framed, write_framed};
