@@ -1,0 +1,48 @@
+"""The benchmark scripts run as documented (a small run of each path; the numbers are in
+BENCHMARKS.md, not asserted here)."""
+
+import shutil
+import subprocess
+import sys
+
+from conftest import CONFIGS, ROOT
+
+TIME_TO_ETX = ROOT / "python" / "benchmarks" / "time_to_etx.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TIME_TO_ETX), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_time_to_etx_races_meshrl_over_seeds_from_a_config_anywhere(tmp_path):
+    # A copy of the fast config outside the repository (its env path made absolute): the race
+    # accepts any config that trains the same scenario.
+    text = (CONFIGS / "train" / "dynamic-routing-fast.toml").read_text()
+    config = tmp_path / "fast.toml"
+    config.write_text(text.replace('env = "../env/dynamic.toml"', f'env = "{CONFIGS / "env" / "dynamic.toml"}"'))
+    p = run("--libs", "meshrl", "--meshrl-config", str(config), "--meshrl-steps", "4096", "--eval-every", "1024",
+            "--eval-episodes", "256", "--seeds", "1,2")
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| meshrl |")]
+    assert len(rows) == 3, p.stdout  # one per seed, and the median row
+    assert rows[0].split("|")[2].strip() == "1" and rows[1].split("|")[2].strip() == "2"
+    assert "median train wall s to match ETX over seeds 1,2" in p.stdout
+    # Each seed evaluated its four checkpoints (1,024 steps apart) or stopped at the match.
+    for seed in ("1", "2"):
+        block = p.stdout.split(f"meshrl, seed {seed}:")[1].split("load after")[0]
+        steps = [int(line.split("step")[1].split("train")[0].replace(",", "")) for line in block.splitlines()
+                 if "meshrl step" in line]
+        assert steps and steps[0] == 1024 and steps == sorted(steps), block
+    assert "warning: the watcher missed" not in p.stdout
+
+
+def test_time_to_etx_refuses_unknown_settings_and_other_scenarios(tmp_path):
+    p = run("--libs", "sb3-maskable", "--sb3", "batch=256")
+    assert p.returncode != 0 and "unknown setting 'batch'" in p.stderr, p.stderr
+    other = tmp_path / "small.toml"
+    shutil.copy(CONFIGS / "train" / "dynamic-routing-fast.toml", other)
+    other.write_text(other.read_text().replace('env = "../env/dynamic.toml"',
+                                               f'env = "{CONFIGS / "env" / "small.toml"}"'))
+    p = run("--libs", "meshrl", "--meshrl-config", str(other))
+    assert p.returncode != 0 and "trains another scenario" in p.stderr, p.stderr
