@@ -5,8 +5,9 @@
 //!   software Vulkan driver (Mesa's lavapipe). Needs the crate feature `wgpu`
 //!   (`cargo run --release --features wgpu -p meshrl-cli -- train ... --device wgpu`).
 //! - `cuda`: burn's CUDA backend on NVIDIA GPU 0. Needs the crate feature `cuda` (burn loads
-//!   the CUDA driver at run time, so it builds without the toolkit; a separate build from the
-//!   `wgpu` one: `scripts/bench-gpu` keeps it in its own target directory).
+//!   the CUDA driver at run time, so it builds without the toolkit, but its first build
+//!   downloads an LLVM bundle from GitHub; a separate build from the `wgpu` one:
+//!   `scripts/bench-gpu` keeps it in its own target directory).
 //! - `auto`: a discrete or integrated GPU through `wgpu` when the build has it and the machine
 //!   has one, else `cpu`. A software Vulkan driver does not count as a GPU.
 
@@ -104,16 +105,16 @@ fn wgpu_device() -> Result<(Device, &'static str), PpoError> {
 #[cfg(feature = "cuda")]
 fn cuda_device() -> Result<(Device, &'static str), PpoError> {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let device = Device::cuda(0);
-    if *OK.get_or_init(|| probe(&device)) {
-        Ok((device, "cuda"))
-    } else {
-        Err(PpoError::InvalidConfig {
+    // Constructing the device may already touch the driver: keep a panic there inside too.
+    let device = std::panic::catch_unwind(|| Device::cuda(0)).ok();
+    match device {
+        Some(device) if *OK.get_or_init(|| probe(&device)) => Ok((device, "cuda")),
+        _ => Err(PpoError::InvalidConfig {
             field: "ppo.device".into(),
             reason: "`cuda`: no usable CUDA device (no NVIDIA GPU, or its driver's libcuda is \
                      missing)"
                 .into(),
-        })
+        }),
     }
 }
 
