@@ -358,3 +358,44 @@ fn bad_input_is_a_clear_error() {
     let e = Trainer::new(env(), PpoConfig { num_steps: usize::MAX, ..tiny(0) }).err().unwrap().to_string();
     assert!(e.contains("ppo.num_steps"), "{e}");
 }
+
+/// `logits_and_value` (what the update and inference use: the `slots` inputs built once for
+/// actor and critic) gives the logits and values of `logits` and `value`, for several depths
+/// and widths, both activations, and rows with empty slots.
+#[test]
+fn one_pass_for_actor_and_critic_gives_their_separate_numbers() {
+    use burn::tensor::{Device, Tensor, TensorData};
+    use meshrl_ppo::{Activation, ActorCritic, Architecture, PolicySpec};
+    let device = Device::flex();
+    let (k, per_slot, context, n) = (8, 5, 3, 37);
+    for (hidden, activation) in [
+        (vec![16, 16], Activation::Tanh),
+        (vec![8], Activation::Tanh),
+        (vec![32, 16, 8], Activation::Relu),
+        (vec![12, 20], Activation::Tanh),
+    ] {
+        let spec = PolicySpec {
+            obs_dim: k * per_slot + context,
+            num_actions: k,
+            hidden: hidden.clone(),
+            activation,
+            architecture: Architecture::Slots,
+            per_slot,
+            context,
+            feature_set: None,
+        };
+        let model = ActorCritic::new(&spec, &device);
+        let obs: Vec<f32> = (0..n * spec.obs_dim).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let valid: Vec<f32> = (0..n * k).map(|i| if (i * 31) % 5 == 0 || i % k == 0 { 1.0 } else { 0.0 }).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(obs, [n, spec.obs_dim]), &device);
+        let mask = Tensor::<2>::from_data(TensorData::new(valid, [n, k]), &device).greater_elem(0.5);
+        let (fused_logits, fused_values) = model.logits_and_value(x.clone(), mask.clone());
+        let logits = model.logits(x.clone());
+        let values = model.value(x, mask);
+        let worst = |a: Tensor<2>, b: Tensor<2>| (a - b).abs().max().into_scalar::<f32>();
+        let dl = worst(fused_logits, logits);
+        let dv = worst(fused_values.reshape([n, 1]), values.clone().reshape([n, 1]));
+        let scale = values.abs().max().into_scalar::<f32>().max(1.0);
+        assert!(dl < 1e-5 && dv < 1e-5 * scale, "{hidden:?}: logits differ by {dl}, values by {dv}");
+    }
+}
