@@ -40,6 +40,8 @@ def test_time_to_etx_races_meshrl_over_seeds_from_a_config_anywhere(tmp_path):
 def test_time_to_etx_refuses_unknown_settings_and_other_scenarios(tmp_path):
     p = run("--libs", "sb3-maskable", "--sb3", "batch=256")
     assert p.returncode != 0 and "unknown setting 'batch'" in p.stderr, p.stderr
+    p = run("--libs", "sb3-maskable", "--sb3", "net_arch=[32,")
+    assert p.returncode != 0 and "net_arch=[32,: the value is not JSON" in p.stderr, p.stderr
     other = tmp_path / "small.toml"
     shutil.copy(CONFIGS / "train" / "dynamic-routing-fast.toml", other)
     other.write_text(other.read_text().replace('env = "../env/dynamic.toml"',

@@ -255,7 +255,10 @@ def main() -> None:
         key, _, value = item.partition("=")
         if key not in SB3_SETTINGS:
             raise SystemExit(f"--sb3 {item}: unknown setting {key!r}; known: {', '.join(SB3_SETTINGS)}")
-        SB3_SETTINGS[key] = json.loads(value)
+        try:
+            SB3_SETTINGS[key] = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"--sb3 {item}: the value is not JSON ({e}); e.g. --sb3 'net_arch=[32,32]'") from None
     shipped_env = load_scenario()[0]
     TRAIN_CONFIG = pathlib.Path(args.meshrl_config).resolve()
     if load_scenario()[0] != shipped_env:
