@@ -76,6 +76,23 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, &'static str), PpoError> 
     }
 }
 
+/// The error for a `ppo.device` that cannot be used, with `reason`.
+fn device_error(reason: &str) -> PpoError {
+    PpoError::InvalidConfig {
+        field: "ppo.device".into(),
+        reason: reason.into(),
+    }
+}
+
+/// The error for a device whose backend (`label`) this build lacks: rebuild with `feature`.
+#[cfg(any(not(feature = "wgpu"), not(feature = "cuda")))]
+fn not_in_this_build(feature: &str, label: &str) -> PpoError {
+    device_error(&format!(
+        "`{feature}`: this build has no {label} backend; rebuild with the `{feature}` feature \
+         (cargo run --release --features {feature} -p meshrl-cli -- ...)"
+    ))
+}
+
 #[cfg(feature = "wgpu")]
 fn wgpu_device() -> Result<(Device, &'static str), PpoError> {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -83,23 +100,16 @@ fn wgpu_device() -> Result<(Device, &'static str), PpoError> {
     if *OK.get_or_init(|| probe(&device)) {
         Ok((device, "wgpu"))
     } else {
-        Err(PpoError::InvalidConfig {
-            field: "ppo.device".into(),
-            reason: "`wgpu`: no usable adapter (no GPU driver; on a CPU-only Linux machine \
-                     install a software Vulkan driver: apt-get install mesa-vulkan-drivers)"
-                .into(),
-        })
+        Err(device_error(
+            "`wgpu`: no usable adapter (no GPU driver; on a CPU-only Linux machine install a \
+             software Vulkan driver: apt-get install mesa-vulkan-drivers)",
+        ))
     }
 }
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device() -> Result<(Device, &'static str), PpoError> {
-    Err(PpoError::InvalidConfig {
-        field: "ppo.device".into(),
-        reason: "`wgpu`: this build has no wgpu backend; rebuild with the `wgpu` feature \
-                 (cargo run --release --features wgpu -p meshrl-cli -- ...)"
-            .into(),
-    })
+    Err(not_in_this_build("wgpu", "wgpu"))
 }
 
 #[cfg(feature = "cuda")]
@@ -109,23 +119,15 @@ fn cuda_device() -> Result<(Device, &'static str), PpoError> {
     let device = std::panic::catch_unwind(|| Device::cuda(0)).ok();
     match device {
         Some(device) if *OK.get_or_init(|| probe(&device)) => Ok((device, "cuda")),
-        _ => Err(PpoError::InvalidConfig {
-            field: "ppo.device".into(),
-            reason: "`cuda`: no usable CUDA device (no NVIDIA GPU, or its driver's libcuda is \
-                     missing)"
-                .into(),
-        }),
+        _ => Err(device_error(
+            "`cuda`: no usable CUDA device (no NVIDIA GPU, or its driver's libcuda is missing)",
+        )),
     }
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device() -> Result<(Device, &'static str), PpoError> {
-    Err(PpoError::InvalidConfig {
-        field: "ppo.device".into(),
-        reason: "`cuda`: this build has no CUDA backend; rebuild with the `cuda` feature \
-                 (cargo run --release --features cuda -p meshrl-cli -- ...)"
-            .into(),
-    })
+    Err(not_in_this_build("cuda", "CUDA"))
 }
 
 fn auto_device() -> (Device, &'static str) {

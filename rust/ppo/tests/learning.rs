@@ -111,22 +111,16 @@ fn ppo_beats_random_by_a_wide_margin_on_the_dynamic_mesh() {
 #[test]
 #[ignore = "slow: learning tier"]
 fn ppo_beats_etx_on_the_dynamic_scenario() {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let loaded = meshrl_ppo::TrainConfig::load(format!("{dir}/../../configs/train/dynamic-routing.toml")).unwrap();
-    let mut ppo = loaded.cfg.ppo.clone();
-    ppo.device = meshrl_ppo::DeviceChoice::Cpu;
-    let mut trainer = Trainer::with_mix(loaded.mix.clone(), ppo, loaded.cfg.reseed_every).unwrap();
+    let (mut trainer, total_steps) = shipped_trainer("dynamic-routing.toml");
     let t = std::time::Instant::now();
     trainer
-        .train(loaded.cfg.total_steps, |s| {
+        .train(total_steps, |s| {
             eprintln!("step {:>8} delivery {:.3} hops {:.2} kl {:.4} sps {:.0}", s.global_step, s.delivery_ratio, s.hops, s.approx_kl, s.sps);
             true
         })
         .unwrap();
     eprintln!("trained in {:.1} s", t.elapsed().as_secs_f64());
-    let mut scenario = EnvConfig::from_toml_file(format!("{dir}/../../configs/env/dynamic.toml")).unwrap();
-    scenario.env.features = meshrl_env::FeatureSet::Routing;
-    let c = meshrl_ppo::compare(&trainer.policy(), "dynamic", &scenario, 4096, 11).unwrap();
+    let c = compare_on_the_dynamic_scenario(&trainer);
     for s in &c.summaries {
         eprintln!("{:<24} {:.3} latency {:.1} ms hops {:.2}", s.policy, s.delivery_ratio, s.latency_mean_ms, s.hops_mean);
     }
@@ -140,23 +134,17 @@ fn ppo_beats_etx_on_the_dynamic_scenario() {
 #[test]
 #[ignore = "slow: learning tier"]
 fn the_sample_efficient_config_beats_etx_within_131k_steps() {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let loaded = meshrl_ppo::TrainConfig::load(format!("{dir}/../../configs/train/dynamic-routing-4x1024.toml")).unwrap();
-    let mut ppo = loaded.cfg.ppo.clone();
-    ppo.device = meshrl_ppo::DeviceChoice::Cpu;
-    let mut trainer = Trainer::with_mix(loaded.mix.clone(), ppo, loaded.cfg.reseed_every).unwrap();
+    let (mut trainer, total_steps) = shipped_trainer("dynamic-routing-4x1024.toml");
     let t = std::time::Instant::now();
     trainer
-        .train(loaded.cfg.total_steps, |s| {
+        .train(total_steps, |s| {
             eprintln!("step {:>8} delivery {:.3} sps {:.0}", s.global_step, s.delivery_ratio, s.sps);
             s.global_step < 131_072
         })
         .unwrap();
     eprintln!("trained {} steps in {:.1} s", trainer.learner.global_step(), t.elapsed().as_secs_f64());
     assert_eq!(trainer.learner.global_step(), 131_072);
-    let mut scenario = EnvConfig::from_toml_file(format!("{dir}/../../configs/env/dynamic.toml")).unwrap();
-    scenario.env.features = meshrl_env::FeatureSet::Routing;
-    let c = meshrl_ppo::compare(&trainer.policy(), "dynamic", &scenario, 4096, 11).unwrap();
+    let c = compare_on_the_dynamic_scenario(&trainer);
     assert_greedy_beats_etx(&c, " after 131,072 steps");
 }
 
@@ -167,26 +155,40 @@ fn the_sample_efficient_config_beats_etx_within_131k_steps() {
 #[test]
 #[ignore = "slow: learning tier"]
 fn the_fast_config_beats_etx_within_33k_steps_and_clearly_at_its_end() {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let loaded = meshrl_ppo::TrainConfig::load(format!("{dir}/../../configs/train/dynamic-routing-fast.toml")).unwrap();
-    let mut ppo = loaded.cfg.ppo.clone();
-    ppo.device = meshrl_ppo::DeviceChoice::Cpu;
-    let mut trainer = Trainer::with_mix(loaded.mix.clone(), ppo, loaded.cfg.reseed_every).unwrap();
-    let mut scenario = EnvConfig::from_toml_file(format!("{dir}/../../configs/env/dynamic.toml")).unwrap();
-    scenario.env.features = meshrl_env::FeatureSet::Routing;
-    let total = loaded.cfg.total_steps;
+    let (mut trainer, total_steps) = shipped_trainer("dynamic-routing-fast.toml");
+    let total = total_steps;
     let t = std::time::Instant::now();
     trainer.train_run(total, 0, None, |s| s.global_step < 32_768).unwrap();
     assert_eq!(trainer.learner.global_step(), 32_768);
     eprintln!("32,768 steps in {:.1} s", t.elapsed().as_secs_f64());
-    let c = meshrl_ppo::compare(&trainer.policy(), "dynamic", &scenario, 4096, 11).unwrap();
+    let c = compare_on_the_dynamic_scenario(&trainer);
     assert_greedy_beats_etx(&c, " after 32,768 steps");
     trainer.train_run(total, 0, None, |_| true).unwrap();
     assert_eq!(trainer.learner.global_step(), total);
     eprintln!("{total} steps in {:.1} s (with one evaluation)", t.elapsed().as_secs_f64());
-    let c = meshrl_ppo::compare(&trainer.policy(), "dynamic", &scenario, 4096, 11).unwrap();
+    let c = compare_on_the_dynamic_scenario(&trainer);
     assert_greedy_beats_etx(&c, " at the end");
     assert!(c.paired[1].delivery_diff >= 0.04, "ppo (greedy) − etx at the end: {:+.3} < 0.04", c.paired[1].delivery_diff);
+}
+
+/// A trainer on the CPU for `configs/train/<name>` (as `meshrl train` builds it), and the
+/// config's total steps.
+fn shipped_trainer(name: &str) -> (Trainer, u64) {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let loaded = meshrl_ppo::TrainConfig::load(format!("{dir}/../../configs/train/{name}")).unwrap();
+    let mut ppo = loaded.cfg.ppo.clone();
+    ppo.device = meshrl_ppo::DeviceChoice::Cpu;
+    let trainer = Trainer::with_mix(loaded.mix.clone(), ppo, loaded.cfg.reseed_every).unwrap();
+    (trainer, loaded.cfg.total_steps)
+}
+
+/// The trained policy against every baseline on 4,096 unseen packets of the dynamic scenario
+/// (routing features) under its own load.
+fn compare_on_the_dynamic_scenario(trainer: &Trainer) -> meshrl_ppo::Comparison {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let mut scenario = EnvConfig::from_toml_file(format!("{dir}/../../configs/env/dynamic.toml")).unwrap();
+    scenario.env.features = meshrl_env::FeatureSet::Routing;
+    meshrl_ppo::compare(&trainer.policy(), "dynamic", &scenario, 4096, 11).unwrap()
 }
 
 /// The greedy policy's paired delivery difference with ETX (`c.paired[1]`) is positive and
