@@ -41,6 +41,29 @@ def test_callback_false_stops_and_exceptions_propagate():
         trainer.train(10_000, callback=boom)
 
 
+def test_callback_can_use_the_trainer_but_not_train_it_again():
+    trainer = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", TINY)
+    snaps = []
+
+    def snapshot(stats):
+        # Between updates the trainer is free: weights, step count and acting all work.
+        assert trainer.global_step == stats["global_step"]
+        snaps.append(trainer.get_weights())
+        trainer.get_action(np.zeros((1, 49), np.float32), np.ones((1, 8), np.int8))
+
+    trainer.train(512 * 3, callback=snapshot)
+    assert len(snaps) == 3 and not np.array_equal(snaps[0], snaps[2])
+    np.testing.assert_array_equal(snaps[-1], trainer.get_weights())
+    # The same run without a callback ends at the same weights: the callback changed nothing.
+    plain = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", TINY)
+    plain.train(512 * 3)
+    np.testing.assert_array_equal(plain.get_weights(), snaps[-1])
+    with pytest.raises(RuntimeError, match="already running"):
+        trainer.train(512, callback=lambda s: trainer.train(512))
+    trainer.train(512)  # and the trainer is usable again afterwards
+    assert trainer.global_step == 512 * 5
+
+
 def test_training_config_and_weights_round_trip(tmp_path):
     trainer = meshrl.ppo.Trainer(config=CONFIGS / "train" / "small.toml", ppo=TINY)
     assert trainer.total_steps == 600_000 and trainer.env_config["reward"]["hop_cost"] == 0.5

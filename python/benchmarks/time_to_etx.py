@@ -10,18 +10,21 @@ own load), greedily (argmax over valid slots: SB3's ``deterministic=True``), thr
 up by (environment, episode): "matches ETX" is the paired delivery difference ≥ 0 (point
 estimate; the 95 % interval is a paired bootstrap).
 
-- meshrl: the ``meshrl train`` command of the installed wheel (subprocess, as a user runs it) on
-  ``--meshrl-config`` (default dynamic-routing.toml), with a checkpoint every ``--eval-every`` steps; a watcher copies each
-  checkpoint as it appears and the policies are evaluated after training, so evaluation takes
-  no core from training. Train time = the checkpoint's write time - the command's start.
+Both libraries run in this process, timed the same way: the clock starts when the trainer (and
+its environments) are built, after the imports, and pauses while a policy is evaluated.
+
+- meshrl: ``meshrl.ppo.Trainer`` on ``--meshrl-config`` (default dynamic-routing.toml; the
+  config's own reseeding, as ``meshrl train`` runs it), evaluated from ``train``'s callback
+  after every ``--eval-every`` steps; it trains on to the end of the run (``--meshrl-steps``,
+  default the config's ``total_steps``) and reports the last policy too.
 - SB3 / MaskablePPO: ``make_vec_env`` over ``meshrl/MeshRouting-v0`` (DummyVecEnv, Monitor),
-  evaluated from a callback at rollout start (after the update), the training clock paused.
+  evaluated from a callback at rollout start (after the update).
   Stops at the first match or after ``--budget-s`` seconds of training.
 
     pip install "meshrl[bench]"   # or: pip install stable-baselines3 sb3-contrib
     python python/benchmarks/time_to_etx.py [--libs meshrl,sb3-ppo,sb3-maskable] [--budget-s 900]
 
-Results and caveats: BENCHMARKS.md, "Against SB3's PPO and sb3-contrib's MaskablePPO".
+Results and caveats: BENCHMARKS.md, "Time to a router that beats ETX".
 """
 
 from __future__ import annotations
@@ -30,10 +33,7 @@ import argparse
 import json
 import os
 import pathlib
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from typing import Callable
 
@@ -91,74 +91,43 @@ class Etx:
         return paired(outcome, self.outcome), time.perf_counter() - t0
 
 
-def read_checkpoint(path: pathlib.Path) -> tuple[int, np.ndarray]:
-    """(global step, weights) of a PPO checkpoint (rust/ppo/src/checkpoint.rs, file.rs)."""
-    data = path.read_bytes()
-    _, header, _, payload = data.split(b"\n", 3)
-    h = json.loads(header)
-    return int(h["global_step"]), np.frombuffer(payload[: 4 * h["num_weights"]], dtype="<f4").copy()
-
-
-def run_meshrl(etx: Etx, env_cfg: dict, ppo_cfg: dict, steps: int, eval_every: int, seed: int) -> dict:
+def run_meshrl(etx: Etx, ppo_cfg: dict, steps: int, eval_every: int, seed: int) -> dict:
     batch = ppo_cfg["num_envs"] * ppo_cfg["num_steps"]
     if eval_every % batch:
         raise SystemExit(f"--eval-every must be a multiple of meshrl's batch ({batch})")
-    out = pathlib.Path(tempfile.mkdtemp(prefix="time_to_etx_"))
-    ckpt = out / "checkpoint.ckpt"
-    seen: list[tuple[float, int, np.ndarray]] = []
-    stop = threading.Event()
+    state = dict(eval_s=0.0, evals=[], reached=None)
 
-    def watch() -> None:
-        last = None
-        while not stop.is_set():
-            try:
-                st = ckpt.stat()
-                if st.st_mtime_ns != last:
-                    last = st.st_mtime_ns
-                    step, w = read_checkpoint(ckpt)
-                    seen.append((st.st_mtime_ns / 1e9, step, w))
-            except (FileNotFoundError, ValueError):
-                pass
-            stop.wait(0.005)  # small configs write a checkpoint every ~0.1 s
-
-    cmd = [sys.executable, "-m", "meshrl.cli", "train", str(TRAIN_CONFIG), "--out", str(out), "--force",
-           "--steps", str(steps), "--checkpoint-every", str(eval_every // batch), "--eval-episodes", "256",
-           "--seed", str(seed)]
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.time() - t0
-    stop.set()
-    watcher.join()
-    if proc.returncode:
-        raise SystemExit(f"meshrl train failed:\n{proc.stderr[-3000:]}")
-    # A trainer holds the `slots` network (a bare Learner cannot: it needs the routing env).
-    learner = meshrl.ppo.Trainer(config=TRAIN_CONFIG, ppo={"device": "cpu"})
-    act = lambda o, m: learner.get_action(o, m, deterministic=True)  # noqa: E731
-    evals, eval_s, reached = [], 0.0, None
-    steps_seen = [step for _, step, _ in seen]
-    if steps_seen != list(range(eval_every, eval_every * len(seen) + 1, eval_every)):
-        print(f"  warning: the watcher missed checkpoints (saw steps {steps_seen[:8]}...)", flush=True)
-    for n, (written, step, w) in enumerate(seen):
-        if reached is not None and n != len(seen) - 1 and step % 32768:
-            continue  # past the match: every 32,768 steps and the last
-        learner.set_weights(w)
-        result, s = etx.compare(act)
-        eval_s += s
-        evals.append((step, written - t0, result))
-        print(f"  meshrl step {step:>9,} train {written - t0:7.1f} s  delivery {result[0]:.3f}  "
+    def clock(stats: dict) -> None:
+        # After each update the trainer is free: evaluate its policy, the clock paused.
+        step = stats["global_step"]
+        train_s = time.perf_counter() - start - state["eval_s"]
+        if step % eval_every and step < steps:
+            return
+        if state["reached"] is not None and step % 32768 and step < steps:
+            return  # past the match: every 32,768 steps and the last
+        paused = time.perf_counter()
+        result, _ = etx.compare(act)
+        state["evals"].append((step, train_s, result))
+        print(f"  meshrl step {step:>9,} train {train_s:7.2f} s  delivery {result[0]:.3f}  "
               f"vs ETX {result[1]:+.3f} [{result[2]:+.3f}, {result[3]:+.3f}]", flush=True)
-        if reached is None and result[1] >= 0:
-            reached = (step, written - t0, result, eval_s)
-            check_against_trainer(w, etx, result[0])
-    return dict(reached=reached, evals=evals, eval_s=eval_s, wall=wall, last=evals[-1] if evals else None)
+        first_match = state["reached"] is None and result[1] >= 0
+        if first_match:
+            check_against_trainer(trainer, etx, result[0])
+        state["eval_s"] += time.perf_counter() - paused
+        if first_match:
+            state["reached"] = (step, train_s, result, state["eval_s"])
+
+    start = time.perf_counter()
+    trainer = meshrl.ppo.Trainer(config=TRAIN_CONFIG, ppo={"device": "cpu", "seed": seed})
+    act = lambda o, m: trainer.get_action(o, m, deterministic=True)  # noqa: E731
+    trainer.train(steps, callback=clock)
+    wall = time.perf_counter() - start
+    return dict(reached=state["reached"], evals=state["evals"], eval_s=state["eval_s"], wall=wall,
+                last=state["evals"][-1] if state["evals"] else None)
 
 
-def check_against_trainer(weights: np.ndarray, etx: Etx, delivery: float) -> None:
+def check_against_trainer(trainer: meshrl.ppo.Trainer, etx: Etx, delivery: float) -> None:
     """The Python harness against meshrl's own (Rust) one: same greedy delivery, same ETX."""
-    trainer = meshrl.ppo.Trainer(config=TRAIN_CONFIG, ppo={"device": "cpu"})
-    trainer.set_weights(weights)
     pol = trainer.evaluate(episodes=etx.episodes, seed=etx.seed)["policies"]
     print(f"  check (Rust harness, Trainer.evaluate): ppo (greedy) {pol['ppo (greedy)']['delivery_ratio']:.4f} "
           f"(Python harness {delivery:.4f}), ETX {pol['baseline:etx']['delivery_ratio']:.4f} "
@@ -190,7 +159,7 @@ def run_sb3(kind: str, etx: Etx, env_cfg: dict, settings: dict, n_envs: int, bud
                 result, s = etx.compare(act)
                 state["eval_s"] += s
                 state["evals"].append((self.num_timesteps, train_s, result))
-                print(f"  {kind} step {self.num_timesteps:>9,} train {train_s:7.1f} s  delivery {result[0]:.3f}  "
+                print(f"  {kind} step {self.num_timesteps:>9,} train {train_s:7.2f} s  delivery {result[0]:.3f}  "
                       f"vs ETX {result[1]:+.3f} [{result[2]:+.3f}, {result[3]:+.3f}]", flush=True)
                 if result[1] >= 0:
                     state["reached"] = (self.num_timesteps, train_s, result, state["eval_s"])
@@ -274,7 +243,7 @@ def main() -> None:
         for kind in args.libs.split(","):
             print(f"{kind}, seed {seed}:", flush=True)
             if kind == "meshrl":
-                rows[kind, seed] = run_meshrl(etx, env_cfg, ppo_cfg, args.meshrl_steps or total_steps,
+                rows[kind, seed] = run_meshrl(etx, ppo_cfg, args.meshrl_steps or total_steps,
                                               args.sb3_eval_every or args.eval_every, seed)
             else:
                 rows[kind, seed] = run_sb3(kind, etx, env_cfg, SB3_SETTINGS, args.sb3_envs, args.budget_s,
@@ -293,7 +262,7 @@ def main() -> None:
         hit = r["reached"]
         if hit:
             step, t, (d, diff, lo, hi), ev = hit
-            print(f"| {kind} | {seed} | {describe(kind, ppo_cfg, args.sb3_envs)} | {step:,} | {t:.1f} | {ev:.1f} | "
+            print(f"| {kind} | {seed} | {describe(kind, ppo_cfg, args.sb3_envs)} | {step:,} | {t:.2f} | {ev:.1f} | "
                   f"{d:.3f} vs {etx.delivery:.3f}: {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
         else:
             last = r["last"]
@@ -308,7 +277,7 @@ def main() -> None:
     for kind in libs:
         m = median[kind]
         ratio = "1.0×" if kind == "meshrl" else (f"{m / base:.1f}×" if base and base < float("inf") else "–")
-        shown = f"{m:.1f}" if m < float("inf") else "not reached (most seeds)"
+        shown = f"{m:.2f}" if m < float("inf") else "not reached (most seeds)"
         print(f"| {kind} | {shown} | {ratio} |")
 
 if __name__ == "__main__":

@@ -261,7 +261,9 @@ class Trainer:
 
     def train(self, steps: int | None = None, callback: Callable[[dict], Any] | None = None) -> dict[str, float]:
         """Trains for ``steps`` environment steps (default: the training config's
-        ``total_steps``); returns the last update's stats."""
+        ``total_steps``); returns the last update's stats. ``callback(stats)`` runs after every
+        update with the trainer free to use (``get_weights``, ``evaluate``, acting, export);
+        returning ``False`` stops training. Ctrl-C stops it between updates."""
         if steps is None:
             if self.total_steps is None:
                 raise ValueError("give steps= (no training config with total_steps was loaded)")

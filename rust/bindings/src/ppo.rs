@@ -2,6 +2,7 @@
 //! from Python. A trainer's `learner` is a `Learner` sharing its state, so acting, weights and
 //! export are written once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
 use meshrl_env::EnvConfig;
@@ -243,6 +244,29 @@ impl PyLearner {
 #[pyclass(name = "Trainer", module = "meshrl._core")]
 pub struct PyTrainer {
     inner: Arc<Mutex<Trainer>>,
+    /// Set while `train` runs (its callback may use the trainer, but not train it again).
+    running: Arc<AtomicBool>,
+}
+
+/// Marks a trainer's `train` as running until dropped.
+struct RunClaim(Arc<AtomicBool>);
+
+impl RunClaim {
+    fn claim(flag: &Arc<AtomicBool>) -> PyResult<Self> {
+        if flag.swap(true, Ordering::AcqRel) {
+            return Err(PyRuntimeError::new_err(
+                "train() is already running on this trainer (called again from its callback or \
+                 another thread); let it return first",
+            ));
+        }
+        Ok(RunClaim(flag.clone()))
+    }
+}
+
+impl Drop for RunClaim {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[pymethods]
@@ -269,6 +293,7 @@ impl PyTrainer {
         let inner = py.detach(|| guard(|| Trainer::with_mix(mix, ppo, reseed_every).map_err(ppo_err)))?;
         Ok(PyTrainer {
             inner: Arc::new(Mutex::new(inner)),
+            running: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -287,41 +312,31 @@ impl PyTrainer {
         serde_json::to_string(&mix).map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
-    /// Trains for `steps` environment steps. `callback(stats: dict)` runs after every update;
-    /// returning `False` stops training. Returns the last update's stats.
+    /// Trains for `steps` environment steps. `callback(stats: dict)` runs after every update,
+    /// with the trainer free: it may read or set the weights, act, evaluate or export.
+    /// Returning `False` stops training. Returns the last update's stats.
     #[pyo3(signature = (steps, callback=None))]
     fn train<'py>(&self, py: Python<'py>, steps: u64, callback: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyDict>> {
         if steps == 0 {
             return Err(PyValueError::new_err("steps must be at least 1"));
         }
+        let _run = RunClaim::claim(&self.running)?;
         let inner = self.inner.clone();
-        let mut raised: Option<PyErr> = None;
-        let last = py.detach(|| {
+        py.detach(|| lock(&inner).map(|mut t| t.start_run()))?;
+        let mut last = UpdateStats::default();
+        // The trainer is locked for one update at a time, so the callback can use it.
+        while let Some(stats) = py.detach(|| {
             let mut t = lock(&inner)?;
-            guard(|| {
-                t.train(steps, |s| {
-                    let Some(cb) = callback.as_ref() else {
-                        return true;
-                    };
-                    Python::attach(|py| {
-                        let keep = stats_dict(py, s).and_then(|d| cb.call1(py, (d,))).and_then(|r| {
-                            if r.is_none(py) {
-                                Ok(true)
-                            } else {
-                                r.extract::<bool>(py)
-                            }
-                        });
-                        keep.unwrap_or_else(|e| {
-                            raised = Some(e);
-                            false
-                        })
-                    })
-                })
-                .map_err(ppo_err)
-            })
-        })?;
-        if let Some(e) = raised {
-            return Err(e);
+            guard(|| t.next_update(steps, 0, None).map_err(ppo_err))
+        })? {
+            last = stats;
+            py.check_signals()?; // Ctrl-C stops between updates
+            if let Some(cb) = callback.as_ref() {
+                let r = cb.call1(py, (stats_dict(py, &last)?,))?;
+                if !r.is_none(py) && !r.extract::<bool>(py)? {
+                    break;
+                }
+            }
         }
         stats_dict(py, &last)
     }

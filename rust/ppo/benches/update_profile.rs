@@ -2,7 +2,7 @@
 //! (`configs/train/dynamic-routing.toml`: `slots` [32, 32], 256 envs × 32 steps, 2 epochs of
 //! 4,096) and on a sample-efficient variant (4 epochs of 1,024, as SB3's settings in
 //! `python/benchmarks/time_to_etx.py`), and on the fast config (`dynamic-routing-fast.toml`:
-//! `slots` [16, 16], 64 envs × 16 steps, 4 epochs of 256), also with [32, 32] to separate the
+//! `slots` [16, 16], 64 envs × 8 steps, 2 epochs of 128), also with [32, 32] to separate the
 //! network's width from the batch shape. Prints one Markdown row per setting: SPS, the share of
 //! wall time in env stepping, inference and the update, and the update split into building the
 //! minibatch tensors, forward + loss, backward, the global-norm clip and Adam
@@ -30,7 +30,7 @@ fn main() {
             p.epochs = 4;
             p.minibatch_size = 1024;
         }),
-        ("dynamic-routing-fast.toml ([16, 16], 64 × 16, 4 epochs × 256)", "dynamic-routing-fast.toml", |_| {}),
+        ("dynamic-routing-fast.toml ([16, 16], 64 × 8, 2 epochs × 128)", "dynamic-routing-fast.toml", |_| {}),
         ("the same with [32, 32]", "dynamic-routing-fast.toml", |p| p.hidden = vec![32, 32]),
     ];
     for (label, file, edit) in settings {

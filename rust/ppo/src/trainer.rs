@@ -147,7 +147,7 @@ impl Trainer {
         total_steps: u64,
         callback: impl FnMut(&UpdateStats) -> bool,
     ) -> Result<UpdateStats, PpoError> {
-        self.updates_done = 0;
+        self.start_run();
         self.train_run(total_steps, 0, None, callback)
     }
 
@@ -162,30 +162,51 @@ impl Trainer {
         checkpoint: Option<&std::path::Path>,
         mut callback: impl FnMut(&UpdateStats) -> bool,
     ) -> Result<UpdateStats, PpoError> {
-        let batch = self.learner.config().batch_size() as u64;
-        let num_updates = total_steps.div_ceil(batch).max(1);
         let mut last = UpdateStats::default();
-        while self.updates_done < num_updates {
-            let cfg = self.learner.config();
-            let frac = 1.0 - self.updates_done as f64 / num_updates as f64;
-            let lr = cfg.learning_rate * if cfg.anneal_lr { frac } else { 1.0 };
-            last = self.update(lr)?;
-            self.updates_done += 1;
-            let boundary = |every: u64| every > 0 && self.updates_done % every == 0;
-            let at_checkpoint = boundary(checkpoint_every) && self.updates_done < num_updates;
-            if at_checkpoint {
-                if let Some(path) = checkpoint {
-                    self.save_checkpoint(path, total_steps, checkpoint_every)?;
-                }
-            }
-            if at_checkpoint || boundary(self.reseed_every) {
-                self.reseed_env(self.updates_done)?;
-            }
+        while let Some(stats) = self.next_update(total_steps, checkpoint_every, checkpoint)? {
+            last = stats;
             if !callback(&last) {
                 break;
             }
         }
         Ok(last)
+    }
+
+    /// Starts a new run: the next [`Trainer::next_update`] is its first update.
+    pub fn start_run(&mut self) {
+        self.updates_done = 0;
+    }
+
+    /// One update of a run of `total_steps` (what [`Trainer::train_run`] does per update:
+    /// the learning rate annealed over the run, checkpoints, reseeding); `None` once the run's
+    /// updates are all done. Lets a caller act between updates without a callback.
+    pub fn next_update(
+        &mut self,
+        total_steps: u64,
+        checkpoint_every: u64,
+        checkpoint: Option<&std::path::Path>,
+    ) -> Result<Option<UpdateStats>, PpoError> {
+        let batch = self.learner.config().batch_size() as u64;
+        let num_updates = total_steps.div_ceil(batch).max(1);
+        if self.updates_done >= num_updates {
+            return Ok(None);
+        }
+        let cfg = self.learner.config();
+        let frac = 1.0 - self.updates_done as f64 / num_updates as f64;
+        let lr = cfg.learning_rate * if cfg.anneal_lr { frac } else { 1.0 };
+        let stats = self.update(lr)?;
+        self.updates_done += 1;
+        let boundary = |every: u64| every > 0 && self.updates_done % every == 0;
+        let at_checkpoint = boundary(checkpoint_every) && self.updates_done < num_updates;
+        if at_checkpoint {
+            if let Some(path) = checkpoint {
+                self.save_checkpoint(path, total_steps, checkpoint_every)?;
+            }
+        }
+        if at_checkpoint || boundary(self.reseed_every) {
+            self.reseed_env(self.updates_done)?;
+        }
+        Ok(Some(stats))
     }
 
     /// Rewrites every step's rewards with `transform` from now on (`None`: as the
