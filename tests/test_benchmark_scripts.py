@@ -5,14 +5,28 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import CONFIGS, ROOT
 
 TIME_TO_ETX = ROOT / "python" / "benchmarks" / "time_to_etx.py"
+BENCH_SB3 = ROOT / "python" / "benchmarks" / "bench_sb3.py"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TIME_TO_ETX), *args], cwd=ROOT, capture_output=True, text=True,
+def run(*args: str, script=TIME_TO_ETX) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
+
+
+def test_bench_sb3_runs_both_halves_against_sb3():
+    pytest.importorskip("stable_baselines3")
+    p = run("--sps-steps", "1024", "--sb3-budget-s", "1", script=BENCH_SB3)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "SPS, prototype settings: meshrl" in p.stdout and "ratio" in p.stdout, p.stdout
+    assert "shortest path 0." in p.stdout, p.stdout
+    for label in ("throughput config", "prototype settings"):
+        assert f"meshrl, {label}" in p.stdout and "evaluation excluded" in p.stdout, p.stdout
+    assert "SB3 (prototype settings):" in p.stdout, p.stdout
 
 
 def test_time_to_etx_races_meshrl_over_seeds_from_a_config_anywhere(tmp_path):
