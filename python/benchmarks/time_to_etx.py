@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 import time
 from typing import Callable
 
