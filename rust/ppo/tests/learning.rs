@@ -135,15 +135,7 @@ fn ppo_beats_etx_on_the_dynamic_scenario() {
 #[ignore = "slow: learning tier"]
 fn the_sample_efficient_config_beats_etx_within_131k_steps() {
     let (mut trainer, total_steps) = shipped_trainer("dynamic-routing-4x1024.toml");
-    let t = std::time::Instant::now();
-    trainer
-        .train(total_steps, |s| {
-            eprintln!("step {:>8} delivery {:.3} sps {:.0}", s.global_step, s.delivery_ratio, s.sps);
-            s.global_step < 131_072
-        })
-        .unwrap();
-    eprintln!("trained {} steps in {:.1} s", trainer.learner.global_step(), t.elapsed().as_secs_f64());
-    assert_eq!(trainer.learner.global_step(), 131_072);
+    train_run_until(&mut trainer, total_steps, 131_072, std::time::Instant::now());
     let c = compare_on_the_dynamic_scenario(&trainer);
     assert_greedy_beats_etx(&c, " after 131,072 steps");
 }
@@ -158,17 +150,21 @@ fn the_sample_efficient_config_beats_etx_within_131k_steps() {
 fn the_fast_config_beats_etx_within_8k_steps_and_clearly_at_its_end() {
     let (mut trainer, total) = shipped_trainer("dynamic-routing-fast.toml");
     let t = std::time::Instant::now();
-    trainer.train_run(total, 0, None, |s| s.global_step < 8_192).unwrap();
-    assert_eq!(trainer.learner.global_step(), 8_192);
-    eprintln!("8,192 steps in {:.2} s", t.elapsed().as_secs_f64());
+    train_run_until(&mut trainer, total, 8_192, t);
     let c = compare_on_the_dynamic_scenario(&trainer);
     assert_greedy_beats_etx(&c, " after 8,192 steps");
-    trainer.train_run(total, 0, None, |_| true).unwrap();
-    assert_eq!(trainer.learner.global_step(), total);
-    eprintln!("{total} steps in {:.1} s (with one evaluation)", t.elapsed().as_secs_f64());
+    train_run_until(&mut trainer, total, total, t); // the time includes one evaluation
     let c = compare_on_the_dynamic_scenario(&trainer);
     assert_greedy_beats_etx(&c, " at the end");
     assert!(c.paired[1].delivery_diff >= 0.04, "ppo (greedy) − etx at the end: {:+.3} < 0.04", c.paired[1].delivery_diff);
+}
+
+/// Trains along the learning-rate schedule of a `total`-step run, from where `trainer` stands,
+/// until `until` steps; checks it stopped there and prints the time since `t`.
+fn train_run_until(trainer: &mut Trainer, total: u64, until: u64, t: std::time::Instant) {
+    trainer.train_run(total, 0, None, |s| s.global_step < until).unwrap();
+    assert_eq!(trainer.learner.global_step(), until);
+    eprintln!("{until} steps in {:.2} s", t.elapsed().as_secs_f64());
 }
 
 /// A trainer on the CPU for `configs/train/<name>` (as `meshrl train` builds it), and the
