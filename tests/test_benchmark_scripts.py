@@ -51,11 +51,27 @@ def test_time_to_etx_races_meshrl_over_seeds_from_a_config_anywhere(tmp_path):
         assert all(s % 1024 == 0 for s in steps), block
 
 
+def test_time_to_etx_overrides_meshrl_settings_and_stops_at_the_match():
+    p = run("--libs", "meshrl", "--meshrl-config", str(CONFIGS / "train" / "dynamic-routing-fast.toml"),
+            "--meshrl", "learning_rate=0.003", "--meshrl", "epochs=4", "--stop-at-match", "--eval-every", "1024",
+            "--eval-episodes", "256")
+    assert p.returncode == 0, p.stderr[-3000:]
+    row = next(line for line in p.stdout.splitlines() if line.startswith("| meshrl | 1 |"))
+    assert "4 epochs" in row and "lr 0.003 annealed" in row, row
+    steps = [int(line.split("step")[1].split("train")[0].replace(",", "")) for line in p.stdout.splitlines()
+             if "meshrl step" in line]
+    # Evaluated every 1,024 steps up to its first match, and not after it.
+    assert steps == list(range(1024, 1024 * len(steps) + 1, 1024)), steps
+    assert int(row.split("|")[4].strip().replace(",", "")) == steps[-1], row
+
+
 def test_time_to_etx_refuses_unknown_settings_and_other_scenarios(tmp_path):
     p = run("--libs", "sb3-maskable", "--sb3", "batch=256")
     assert p.returncode != 0 and "unknown setting 'batch'" in p.stderr, p.stderr
     p = run("--libs", "sb3-maskable", "--sb3", "net_arch=[32,")
     assert p.returncode != 0 and "net_arch=[32,: the value is not JSON" in p.stderr, p.stderr
+    p = run("--libs", "meshrl", "--meshrl", "learning_rat=0.003")
+    assert p.returncode != 0 and "--meshrl learning_rat=0.003: unknown setting 'learning_rat'" in p.stderr, p.stderr
     other = tmp_path / "small.toml"
     shutil.copy(CONFIGS / "train" / "dynamic-routing-fast.toml", other)
     other.write_text(other.read_text().replace('env = "../env/dynamic.toml"',

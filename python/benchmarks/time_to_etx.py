@@ -90,20 +90,21 @@ class Etx:
         return paired(outcome, self.outcome), time.perf_counter() - t0
 
 
-def run_meshrl(etx: Etx, ppo_cfg: dict, steps: int, eval_every: int, seed: int) -> dict:
+def run_meshrl(etx: Etx, ppo_cfg: dict, overrides: dict, steps: int, eval_every: int, seed: int,
+               stop_at_match: bool) -> dict:
     batch = ppo_cfg["num_envs"] * ppo_cfg["num_steps"]
     if eval_every % batch:
         raise SystemExit(f"--eval-every must be a multiple of meshrl's batch ({batch})")
     state = dict(eval_s=0.0, evals=[], reached=None)
 
-    def clock(stats: dict) -> None:
+    def clock(stats: dict) -> bool:
         # After each update the trainer is free: evaluate its policy, the clock paused.
         step = stats["global_step"]
         train_s = time.perf_counter() - start - state["eval_s"]
         if step % eval_every and step < steps:
-            return
+            return True
         if state["reached"] is not None and step % 32768 and step < steps:
-            return  # past the match: every 32,768 steps and the last
+            return True  # past the match: every 32,768 steps and the last
         paused = time.perf_counter()
         result, _ = etx.compare(act)
         state["evals"].append((step, train_s, result))
@@ -115,9 +116,10 @@ def run_meshrl(etx: Etx, ppo_cfg: dict, steps: int, eval_every: int, seed: int) 
         state["eval_s"] += time.perf_counter() - paused
         if first_match:
             state["reached"] = (step, train_s, result, state["eval_s"])
+        return not (first_match and stop_at_match)
 
     start = time.perf_counter()
-    trainer = meshrl.ppo.Trainer(config=TRAIN_CONFIG, ppo={"device": "cpu", "seed": seed})
+    trainer = meshrl.ppo.Trainer(config=TRAIN_CONFIG, ppo={**overrides, "device": "cpu", "seed": seed})
     act = lambda o, m: trainer.get_action(o, m, deterministic=True)  # noqa: E731
     trainer.train(steps, callback=clock)
     wall = time.perf_counter() - start
@@ -201,6 +203,20 @@ def describe(kind: str, ppo_cfg: dict, n_envs: int) -> str:
             f"mb {s['batch_size']}, lr {s['learning_rate']}, ent {s['ent_coef']}")
 
 
+def settings(flag: str, items: list[str], known: dict, example: str) -> dict:
+    """``KEY=JSON`` items of ``flag`` as a dict; unknown keys and values that are not JSON are errors."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in known:
+            raise SystemExit(f"{flag} {item}: unknown setting {key!r}; known: {', '.join(known)}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{flag} {item}: the value is not JSON ({e}); e.g. {flag} '{example}'") from None
+    return out
+
+
 def main() -> None:
     global TRAIN_CONFIG
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,24 +231,23 @@ def main() -> None:
                    help="SB3's evaluation cadence (a multiple of its rollout; default --eval-every)")
     p.add_argument("--sb3", action="append", default=[], metavar="KEY=JSON",
                    help="override one of SB3's settings, e.g. --sb3 batch_size=512 --sb3 'net_arch=[32,32]'")
+    p.add_argument("--meshrl", action="append", default=[], metavar="KEY=JSON",
+                   help="override one of meshrl's PPO settings, e.g. --meshrl learning_rate=0.003")
+    p.add_argument("--stop-at-match", action="store_true",
+                   help="stop meshrl at its first match, as SB3 stops (default: train to the end and report it)")
     p.add_argument("--seeds", default="1", help="comma-separated training seeds; each library runs once per seed")
     p.add_argument("--meshrl-config", default=str(TRAIN_CONFIG),
                    help="meshrl's training config (the same scenario; default: dynamic-routing.toml)")
     args = p.parse_args()
-    for item in args.sb3:
-        key, _, value = item.partition("=")
-        if key not in SB3_SETTINGS:
-            raise SystemExit(f"--sb3 {item}: unknown setting {key!r}; known: {', '.join(SB3_SETTINGS)}")
-        try:
-            SB3_SETTINGS[key] = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise SystemExit(f"--sb3 {item}: the value is not JSON ({e}); e.g. --sb3 'net_arch=[32,32]'") from None
+    SB3_SETTINGS.update(settings("--sb3", args.sb3, SB3_SETTINGS, "net_arch=[32,32]"))
     shipped_env = load_scenario()[0]
     TRAIN_CONFIG = pathlib.Path(args.meshrl_config).resolve()
     if load_scenario()[0] != shipped_env:
         raise SystemExit(f"{TRAIN_CONFIG} trains another scenario than dynamic-routing.toml: not comparable")
 
     env_cfg, ppo_cfg, total_steps = load_scenario()
+    meshrl_overrides = settings("--meshrl", args.meshrl, ppo_cfg, "hidden=[32,32]")
+    ppo_cfg.update(meshrl_overrides)
     print(f"load before: {os.getloadavg()}", flush=True)
     etx = Etx(env_cfg, args.eval_episodes, args.eval_seed)
     print(f"ETX delivery on the {args.eval_episodes} evaluation packets: {etx.delivery:.4f}", flush=True)
@@ -242,8 +257,8 @@ def main() -> None:
         for kind in args.libs.split(","):
             print(f"{kind}, seed {seed}:", flush=True)
             if kind == "meshrl":
-                rows[kind, seed] = run_meshrl(etx, ppo_cfg, args.meshrl_steps or total_steps,
-                                              args.sb3_eval_every or args.eval_every, seed)
+                rows[kind, seed] = run_meshrl(etx, ppo_cfg, meshrl_overrides, args.meshrl_steps or total_steps,
+                                              args.sb3_eval_every or args.eval_every, seed, args.stop_at_match)
             else:
                 rows[kind, seed] = run_sb3(kind, etx, env_cfg, SB3_SETTINGS, args.sb3_envs, args.budget_s,
                                            args.sb3_eval_every or args.eval_every, seed)
