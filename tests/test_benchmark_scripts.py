@@ -53,11 +53,11 @@ def test_time_to_etx_races_meshrl_over_seeds_from_a_config_anywhere(tmp_path):
 
 def test_time_to_etx_overrides_meshrl_settings_and_stops_at_the_match():
     p = run("--libs", "meshrl", "--meshrl-config", str(CONFIGS / "train" / "dynamic-routing-fast.toml"),
-            "--meshrl", "learning_rate=0.003", "--meshrl", "epochs=4", "--stop-at-match", "--eval-every", "1024",
-            "--eval-episodes", "256")
+            "--meshrl", "learning_rate=0.003", "--meshrl", "epochs=4", "--meshrl", 'activation="tanh"',
+            "--stop-at-match", "--eval-every", "1024", "--eval-episodes", "256")
     assert p.returncode == 0, p.stderr[-3000:]
     row = next(line for line in p.stdout.splitlines() if line.startswith("| meshrl | 1 |"))
-    assert "4 epochs" in row and "lr 0.003 annealed" in row, row
+    assert "slots [16, 16] tanh" in row and "4 epochs" in row and "lr 0.003 annealed" in row, row
     steps = [int(line.split("step")[1].split("train")[0].replace(",", "")) for line in p.stdout.splitlines()
              if "meshrl step" in line]
     # Evaluated every 1,024 steps up to its first match, and not after it.
@@ -70,6 +70,8 @@ def test_time_to_etx_refuses_unknown_settings_and_other_scenarios(tmp_path):
     assert p.returncode != 0 and "unknown setting 'batch'" in p.stderr, p.stderr
     p = run("--libs", "sb3-maskable", "--sb3", "net_arch=[32,")
     assert p.returncode != 0 and "net_arch=[32,: the value is not JSON" in p.stderr, p.stderr
+    p = run("--libs", "sb3-maskable", "--sb3", 'activation="gelu"')
+    assert p.returncode != 0 and '--sb3 activation="gelu": expected one of "tanh", "relu"' in p.stderr, p.stderr
     p = run("--libs", "meshrl", "--meshrl", "learning_rat=0.003")
     assert p.returncode != 0 and "--meshrl learning_rat=0.003: unknown setting 'learning_rat'" in p.stderr, p.stderr
     other = tmp_path / "small.toml"
@@ -78,3 +80,13 @@ def test_time_to_etx_refuses_unknown_settings_and_other_scenarios(tmp_path):
                                                f'env = "{CONFIGS / "env" / "small.toml"}"'))
     p = run("--libs", "meshrl", "--meshrl-config", str(other))
     assert p.returncode != 0 and "trains another scenario" in p.stderr, p.stderr
+
+
+def test_time_to_etx_races_maskable_ppo_with_the_activation_asked_for():
+    pytest.importorskip("sb3_contrib")
+    p = run("--libs", "sb3-maskable", "--sb3", 'activation="relu"', "--sb3", "n_steps=8", "--sb3-envs", "64",
+            "--sb3", "batch_size=128", "--eval-every", "1024", "--eval-episodes", "256", "--budget-s", "5")
+    assert p.returncode == 0, p.stderr[-3000:]
+    row = next(line for line in p.stdout.splitlines() if line.startswith("| sb3-maskable | 1 |"))
+    assert "MlpPolicy [64, 64] relu, make_vec_env 64 x 8" in row, row
+    assert "sb3-maskable step     1,024" in p.stdout, p.stdout

@@ -179,8 +179,9 @@ def run_sb3(kind: str, etx: Etx, env_cfg: dict, settings: dict, n_envs: int, bud
         Algo = PPO
     kwargs = dict(settings)
     arch = kwargs.pop("net_arch")
-    model = Algo("MlpPolicy", env, policy_kwargs=dict(net_arch=arch, activation_fn=torch.nn.Tanh), seed=seed,
-                 device="cpu", verbose=0, **kwargs)
+    activation = ACTIVATIONS[kwargs.pop("activation")]
+    model = Algo("MlpPolicy", env, policy_kwargs=dict(net_arch=arch, activation_fn=getattr(torch.nn, activation)),
+                 seed=seed, device="cpu", verbose=0, **kwargs)
     model.learn(total_timesteps=10**10, callback=Clock())
     env.close()
     return dict(reached=state["reached"], evals=state["evals"], eval_s=state["eval_s"],
@@ -190,16 +191,19 @@ def run_sb3(kind: str, etx: Etx, env_cfg: dict, settings: dict, n_envs: int, bud
 # SB3's settings: meshrl's rollout (8,192 steps) and learning rate, [64, 64] tanh MLP (SB3's
 # MlpPolicy has no per-neighbour scoring), more epochs on smaller minibatches than meshrl.
 SB3_SETTINGS = dict(n_steps=128, batch_size=1024, n_epochs=4, learning_rate=1e-3, gamma=0.99, gae_lambda=0.95,
-                    clip_range=0.2, ent_coef=0.003, vf_coef=0.5, max_grad_norm=0.5, net_arch=[64, 64])
+                    clip_range=0.2, ent_coef=0.003, vf_coef=0.5, max_grad_norm=0.5, net_arch=[64, 64],
+                    activation="tanh")
+# `--sb3 activation=...`: the hidden layers' torch.nn module (meshrl's own names).
+ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU"}
 
 
 def describe(kind: str, ppo_cfg: dict, n_envs: int) -> str:
     if kind == "meshrl":
         name = TRAIN_CONFIG.relative_to(ROOT) if TRAIN_CONFIG.is_relative_to(ROOT) else TRAIN_CONFIG
-        return (f"`{name}`: slots {ppo_cfg['hidden']}, {ppo_cfg['num_envs']} envs x "
+        return (f"`{name}`: {ppo_cfg['architecture']} {ppo_cfg['hidden']} {ppo_cfg['activation']}, {ppo_cfg['num_envs']} envs x "
                 f"{ppo_cfg['num_steps']}, {ppo_cfg['epochs']} epochs, mb {ppo_cfg['minibatch_size']}, lr {ppo_cfg['learning_rate']} annealed")
     s = SB3_SETTINGS
-    return (f"MlpPolicy {s['net_arch']} tanh, make_vec_env {n_envs} x {s['n_steps']}, {s['n_epochs']} epochs, "
+    return (f"MlpPolicy {s['net_arch']} {s['activation']}, make_vec_env {n_envs} x {s['n_steps']}, {s['n_epochs']} epochs, "
             f"mb {s['batch_size']}, lr {s['learning_rate']}, ent {s['ent_coef']}")
 
 
@@ -240,6 +244,9 @@ def main() -> None:
                    help="meshrl's training config (the same scenario; default: dynamic-routing.toml)")
     args = p.parse_args()
     SB3_SETTINGS.update(settings("--sb3", args.sb3, SB3_SETTINGS, "net_arch=[32,32]"))
+    if SB3_SETTINGS["activation"] not in ACTIVATIONS:
+        raise SystemExit(f"--sb3 activation={json.dumps(SB3_SETTINGS['activation'])}: expected one of "
+                         f"{', '.join(json.dumps(a) for a in ACTIVATIONS)}")
     shipped_env = load_scenario()[0]
     TRAIN_CONFIG = pathlib.Path(args.meshrl_config).resolve()
     if load_scenario()[0] != shipped_env:

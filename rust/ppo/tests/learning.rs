@@ -140,9 +140,9 @@ fn the_sample_efficient_config_beats_etx_within_131k_steps() {
     assert_greedy_beats_etx(&c, " after 131,072 steps");
 }
 
-/// The fast config (`dynamic-routing-fast.toml`: slots [16, 16], 64 environments × 8 steps,
-/// 2 epochs of 128, learning rate 0.004) beats ETX after 8,192 steps (16 updates, ~0.3 s on 2
-/// cores), and by at least 0.04 at the end of its 163,840 steps (~7 s), paired and significant,
+/// The fast config (`dynamic-routing-fast.toml`: slots [16, 16] ReLU, 64 environments × 8
+/// steps, 2 epochs of 128, learning rate 0.004) beats ETX after 8,192 steps (16 updates, ~0.2 s
+/// on 2 cores), and by at least 0.04 at the end of its 163,840 steps (~4 s), paired and significant,
 /// on packets and meshes it never trained on: the config behind the time-to-ETX race in
 /// BENCHMARKS.md.
 #[test]
