@@ -1,5 +1,8 @@
 """meshrl.ppo.Trainer from Python: trains, calls back, stops, round-trips weights, errors."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -131,3 +134,26 @@ def test_learner_and_trainer_share_one_learner():
     s = meshrl.ppo.Trainer(CONFIGS / "env" / "small.toml", dict(TINY, architecture="slots"), features="routing")
     assert s.learner.spec["architecture"] == "slots" and s.learner.spec["obs_dim"] == 8 * 11 + 3
     s.train(512)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_auto_device_leaves_no_busy_gpu_threads_on_a_machine_without_a_gpu():
+    # device="auto" (the default) asks wgpu whether the machine has a GPU before it makes a burn
+    # wgpu device. It used to probe by making two, whose device-server threads ("DS…") stayed for
+    # the life of the process and woke every 150 µs: an idle Jupyter kernel burned ~20 % of a core.
+    code = f"""
+import os, time, meshrl.ppo
+t = meshrl.ppo.Trainer(CONFIGS, {TINY!r})
+names = [open(f"/proc/self/task/{{tid}}/comm").read().strip() for tid in os.listdir("/proc/self/task")]
+cpu = time.process_time()
+time.sleep(1.0)
+print(t.device, t.learner.device, time.process_time() - cpu, ",".join(names))
+""".replace("CONFIGS", repr(str(CONFIGS / "env" / "small.toml")))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    device, learner_device, idle_cpu_s, names = p.stdout.split()
+    assert device == learner_device and device in ("flex", "wgpu", "cuda"), p.stdout
+    if device != "flex":
+        pytest.skip(f"this machine has a GPU: auto chose {device}")
+    assert not [n for n in names.split(",") if n.startswith("DS")], names
+    assert float(idle_cpu_s) < 0.05, f"{idle_cpu_s} s of CPU in one idle second"

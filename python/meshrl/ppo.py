@@ -101,6 +101,12 @@ class Learner:
     def global_step(self) -> int:
         return self._core.global_step
 
+    @property
+    def device(self) -> str:
+        """The backend the network runs on: ``flex`` (the CPU), ``wgpu`` or ``cuda``; what
+        ``device="auto"`` resolved to."""
+        return self._core.device
+
     def sample(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sampled actions, their log-probabilities and the critic's values for a batch."""
         return self._core.sample(_flat(obs, np.float32), _flat(mask, np.int8))
@@ -258,6 +264,11 @@ class Trainer:
     @property
     def global_step(self) -> int:
         return self.learner.global_step
+
+    @property
+    def device(self) -> str:
+        """The backend training runs on: ``flex`` (the CPU), ``wgpu`` or ``cuda``."""
+        return self.learner.device
 
     def train(self, steps: int | None = None, callback: Callable[[dict], Any] | None = None) -> dict[str, float]:
         """Trains for ``steps`` environment steps (default: the training config's

@@ -102,6 +102,12 @@ impl PyLearner {
         self.handle.with(|l| l.global_step())
     }
 
+    /// The backend the network runs on: `flex` (CPU), `wgpu` or `cuda`.
+    #[getter]
+    fn device(&self) -> PyResult<&'static str> {
+        self.handle.with(|l| l.device_name())
+    }
+
     /// Sampled actions, their log-probabilities and the critic's values for a batch
     /// (obs n × obs_dim float32, mask n × K int8, both flat).
     fn sample<'py>(

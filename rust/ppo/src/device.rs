@@ -9,7 +9,8 @@
 //!   downloads an LLVM bundle from GitHub; a separate build from the `wgpu` one:
 //!   `scripts/bench-gpu` keeps it in its own target directory).
 //! - `auto`: a discrete or integrated GPU through `wgpu` when the build has it and the machine
-//!   has one, else `cpu`. A software Vulkan driver does not count as a GPU.
+//!   has one, else `cpu`. A software Vulkan driver does not count as a GPU. On a machine
+//!   without a GPU no wgpu device is made (`wgpu_lists_a_gpu`).
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -130,12 +131,30 @@ fn cuda_device() -> Result<(Device, &'static str), PpoError> {
     Err(not_in_this_build("cuda", "CUDA"))
 }
 
+/// Whether wgpu lists a GPU on this machine (not a software rasterizer such as lavapipe), asked
+/// without making a device. A burn wgpu device starts cubecl's device server threads, which
+/// stay for the life of the process and wake every 150 µs while idle (~20 % of a core for the
+/// two that probing used to leave behind on a CPU-only machine), so `auto` makes one only where
+/// there is a GPU to probe.
+#[cfg(feature = "wgpu")]
+fn wgpu_lists_a_gpu() -> bool {
+    use cubecl_runtime::runtime::Runtime;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let listed = std::panic::catch_unwind(cubecl_wgpu::WgpuRuntime::<cubecl_wgpu::AutoCompiler>::is_available);
+    std::panic::set_hook(hook);
+    listed.unwrap_or(false)
+}
+
 fn auto_device() -> (Device, &'static str) {
     #[cfg(feature = "wgpu")]
     {
         use burn::tensor::DeviceKind;
         static GPU: std::sync::OnceLock<Option<DeviceKind>> = std::sync::OnceLock::new();
         let kind = GPU.get_or_init(|| {
+            if !wgpu_lists_a_gpu() {
+                return None;
+            }
             [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0)]
                 .into_iter()
                 .find(|k| probe(&Device::wgpu(k.clone())))
