@@ -29,6 +29,16 @@ def test_bench_sb3_runs_both_halves_against_sb3():
     assert "SB3 (prototype settings):" in p.stdout, p.stdout
 
 
+def test_bench_sb3_sps_rounds_only():
+    pytest.importorskip("stable_baselines3")
+    p = run("--sps-steps", "1024", "--rounds", "2", "--sps-only", script=BENCH_SB3)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("SPS, prototype settings: meshrl") == 2, p.stdout
+    assert "shortest path" not in p.stdout, p.stdout
+    p = run("--rounds", "0", script=BENCH_SB3)
+    assert p.returncode != 0 and "--rounds and --sps-steps must be at least 1" in p.stderr, p.stderr
+
+
 def test_time_to_etx_races_meshrl_over_seeds_from_a_config_anywhere(tmp_path):
     # A copy of the fast config outside the repository (its env path made absolute): the race
     # accepts any config that trains the same scenario.

@@ -13,7 +13,7 @@
 Both halves run in this script, on the same machine, one after the other.
 
     pip install stable-baselines3   # brings PyTorch
-    python python/benchmarks/bench_sb3.py [--sps-steps 16384] [--sb3-budget-s 300]
+    python python/benchmarks/bench_sb3.py [--sps-steps 16384] [--sb3-budget-s 300] [--rounds 3 --sps-only]
 """
 
 from __future__ import annotations
@@ -66,20 +66,28 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sps-steps", type=int, default=16384)
     p.add_argument("--sb3-budget-s", type=float, default=300.0)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="SPS rounds, meshrl then SB3 in each (one ratio per round: this machine's noise)")
+    p.add_argument("--sps-only", action="store_true", help="stop after the SPS rounds")
     args = p.parse_args()
+    if args.rounds < 1 or args.sps_steps < 1:
+        raise SystemExit("--rounds and --sps-steps must be at least 1")
 
     # 1. SPS, prototype hyper-parameters.
-    t = meshrl.ppo.Trainer(SMALL, PROTOTYPE, hop_cost=0.5, **OVERRIDES)
-    t.train(1024)  # warm-up
-    t0 = time.perf_counter()
-    t.train(args.sps_steps)
-    ours = args.sps_steps / (time.perf_counter() - t0)
-    model = sb3_model(8, 0)
-    model.learn(1024)
-    t0 = time.perf_counter()
-    model.learn(args.sps_steps, reset_num_timesteps=False)
-    theirs = args.sps_steps / (time.perf_counter() - t0)
-    print(f"SPS, prototype settings: meshrl {ours:,.0f}  SB3 {theirs:,.0f}  ratio {ours / theirs:.1f}x")
+    for _ in range(args.rounds):
+        t = meshrl.ppo.Trainer(SMALL, PROTOTYPE, hop_cost=0.5, **OVERRIDES)
+        t.train(1024)  # warm-up
+        t0 = time.perf_counter()
+        t.train(args.sps_steps)
+        ours = args.sps_steps / (time.perf_counter() - t0)
+        model = sb3_model(8, 0)
+        model.learn(1024)
+        t0 = time.perf_counter()
+        model.learn(args.sps_steps, reset_num_timesteps=False)
+        theirs = args.sps_steps / (time.perf_counter() - t0)
+        print(f"SPS, prototype settings: meshrl {ours:,.0f}  SB3 {theirs:,.0f}  ratio {ours / theirs:.1f}x", flush=True)
+    if args.sps_only:
+        return
 
     # 2. Time to 95 % of shortest path.
     small_cfg = ROOT / "configs" / "train" / "small.toml"

@@ -9,11 +9,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::adam::Adam;
 use crate::config::{Architecture, PpoConfig};
 use crate::policy::{
     check_batch, infer, init, log_probs, sample, valid_tensor, ActorCritic, PolicySpec, MASKED_LOGIT,
@@ -90,20 +91,6 @@ impl ModuleVisitor for GradNorm<'_> {
     }
 }
 
-/// Scales every gradient by one factor.
-struct GradScale<'a> {
-    grads: &'a mut GradientsParams,
-    scale: f32,
-}
-
-impl ModuleVisitor for GradScale<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.remove::<D>(param.id) {
-            self.grads.register(param.id, g.mul_scalar(self.scale));
-        }
-    }
-}
-
 /// Where the update's time goes, summed over minibatch steps since the last
 /// [`Learner::take_update_phases`]: building the minibatch tensors, the forward pass and loss
 /// (with the NaN check and the KL / clip-fraction metrics), `backward`, the global-norm clip,
@@ -118,11 +105,6 @@ pub struct UpdatePhases {
     pub adam_s: f64,
 }
 
-/// Adam as CleanRL's PPO sets it up (ε = 1e-5).
-fn new_optimizer() -> ModuleOptimizer {
-    AdamConfig::new().with_epsilon(1e-5).init()
-}
-
 /// The actor-critic with its optimizer and RNG.
 pub struct Learner {
     cfg: PpoConfig,
@@ -130,7 +112,8 @@ pub struct Learner {
     device_name: &'static str,
     /// `None` only inside an optimizer step, which takes the network by value.
     model: Option<ActorCritic>,
-    optim: ModuleOptimizer,
+    /// Adam as CleanRL's PPO sets it up (ε = 1e-5), on the host (`adam.rs`).
+    adam: Adam,
     rng: Xoshiro256PlusPlus,
     global_step: u64,
     episodes: Episodes,
@@ -152,7 +135,7 @@ impl Learner {
         let device = device.autodiff();
         let model = init(&spec, Some(cfg.seed), &device);
         Ok(Learner {
-            optim: new_optimizer(),
+            adam: Adam::default(),
             rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5050),
             buffer: Rollout::new(cfg.num_envs),
             cfg,
@@ -415,16 +398,11 @@ impl Learner {
         if !gnorm.is_finite() {
             return Err(PpoError::NonFinite("gradient".into()));
         }
-        if gnorm > self.cfg.max_grad_norm {
-            let mut scale = GradScale {
-                grads: &mut grads,
-                scale: self.cfg.max_grad_norm / (gnorm + 1e-6),
-            };
-            model.visit(&mut scale);
-        }
+        // Applied by Adam's step, as burn's `mul_scalar` on each gradient would.
+        let scale = (gnorm > self.cfg.max_grad_norm).then(|| self.cfg.max_grad_norm / (gnorm + 1e-6));
         let clip_s = lap();
         let model = self.model.take().expect("present outside a step");
-        self.model = Some(self.optim.step(lr, model, grads));
+        self.model = Some(self.adam.step(model, &mut grads, lr, scale));
         let adam_s = lap();
         let p = &mut self.phases;
         p.minibatches += 1;
@@ -546,7 +524,7 @@ impl Learner {
     /// random stream `seed`, so what a worker computes depends only on what it receives.
     pub fn restart(&mut self, weights: &[f32], seed: u64) -> Result<(), PpoError> {
         self.set_weights(weights)?;
-        self.optim = new_optimizer();
+        self.adam = Adam::default();
         self.rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5050);
         self.buffer = Rollout::new(self.cfg.num_envs);
         Ok(())
@@ -574,8 +552,8 @@ impl Learner {
         self.set_weights(&values)
     }
 
-    pub(crate) fn optimizer(&self) -> &ModuleOptimizer {
-        &self.optim
+    pub(crate) fn adam(&self) -> &Adam {
+        &self.adam
     }
 
     pub(crate) fn rng_state(&self) -> &Xoshiro256PlusPlus {
@@ -586,17 +564,13 @@ impl Learner {
     pub(crate) fn restore(
         &mut self,
         weights: &[f32],
-        param_ids: &[u64],
-        optimizer: burn::optim::OptimizerRecord,
+        adam: Adam,
         rng: Xoshiro256PlusPlus,
         global_step: u64,
         episodes: Episodes,
     ) -> Result<(), PpoError> {
         self.set_weights(weights)?;
-        let model = self.model.take().expect("present outside a step");
-        self.model = Some(crate::weights::set_param_ids(model, param_ids)?);
-        let optim = std::mem::replace(&mut self.optim, AdamConfig::new().init());
-        self.optim = optim.load_record(optimizer);
+        self.adam = adam;
         self.rng = rng;
         self.global_step = global_step;
         self.episodes = episodes;

@@ -8,6 +8,7 @@
 //! backend lives in the device: `flex` on the CPU, `wgpu` with the `wgpu` feature
 //! ([`DeviceChoice`]). [`export`] writes a policy for the `meshrl-runtime` crate.
 
+mod adam;
 mod checkpoint;
 mod compare;
 mod config;

@@ -56,45 +56,19 @@ impl ModuleMapper for Assign<'_> {
     }
 }
 
-struct Ids(Vec<u64>);
+struct Sizes(Vec<usize>);
 
-impl ModuleVisitor for Ids {
+impl ModuleVisitor for Sizes {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.push(param.id.val());
+        self.0.push(param.val().shape().num_elements());
     }
 }
 
-/// Parameter ids in [`flatten`]'s order (the optimizer's state is keyed by them).
-pub(crate) fn param_ids(model: &ActorCritic) -> Vec<u64> {
-    let mut ids = Ids(Vec::new());
-    model.visit(&mut ids);
-    ids.0
-}
-
-struct SetIds<'a> {
-    ids: &'a [u64],
-    next: usize,
-}
-
-impl ModuleMapper for SetIds<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let id = burn::module::ParamId::from(self.ids[self.next]);
-        self.next += 1;
-        let (_, value, mapper) = param.consume();
-        Param::from_mapped_value(id, value, mapper)
-    }
-}
-
-/// Gives the parameters these ids (in [`flatten`]'s order), so a saved optimizer state keyed by
-/// them applies to this model.
-pub(crate) fn set_param_ids(model: ActorCritic, ids: &[u64]) -> Result<ActorCritic, PpoError> {
-    if ids.len() != param_ids(&model).len() {
-        return Err(PpoError::input(
-            "param_ids",
-            format!("{} ids for {} parameters", ids.len(), param_ids(&model).len()),
-        ));
-    }
-    Ok(model.map(&mut SetIds { ids, next: 0 }))
+/// Elements of each parameter tensor, in [`flatten`]'s order (how Adam's state splits).
+pub(crate) fn param_sizes(model: &ActorCritic) -> Vec<usize> {
+    let mut sizes = Sizes(Vec::new());
+    model.visit(&mut sizes);
+    sizes.0
 }
 
 /// All parameters (actor, then critic; each layer's weight `[d_in, d_out]` then bias).

@@ -79,6 +79,25 @@ fn bad_checkpoints_are_clear_errors() {
     edited[at + "\"updates_done\":".len()] = b'3';
     assert!(err(&edited).contains("checksum mismatch"));
     assert!(err(&good[..30]).contains("truncated"));
+    // A checkpoint of the format before (burn's optimizer record) names the version.
+    let mut v2 = good.clone();
+    let digit = "meshrl-ppo-checkpoint ".len();
+    assert_eq!(v2[digit], b'3');
+    v2[digit] = b'2';
+    let e = err(&v2);
+    assert!(e.contains("`meshrl-ppo-checkpoint 2` is another version of the format"), "{e}");
+    // Adam's state that does not fit the network, in a file with a valid checksum: named.
+    std::fs::write(&path, &good).unwrap();
+    let magic = "meshrl-ppo-checkpoint 3";
+    let (mut header, payload): (serde_json::Value, _) =
+        meshrl_ppo::read_framed(&path, magic, "PPO checkpoint").unwrap();
+    let steps = header["adam_steps"].as_array_mut().expect("adam_steps");
+    // 2 updates × 2 epochs × 4 minibatches: every parameter tensor has taken 16 steps.
+    assert!(!steps.is_empty() && steps.iter().all(|t| t.as_u64() == Some(16)), "{steps:?}");
+    steps.push(serde_json::json!(1));
+    meshrl_ppo::write_framed(&path, magic, &header, &payload).unwrap();
+    let e = Trainer::resume(&path).err().expect("misfit loaded").to_string();
+    assert!(e.contains("Adam's state") && e.contains("parameter tensors"), "{e}");
     assert!(err(b"hello\n").contains("not a meshrl PPO checkpoint"));
     std::fs::remove_file(&path).ok();
     let e = Trainer::resume(&path).err().unwrap().to_string();
