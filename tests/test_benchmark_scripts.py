@@ -82,6 +82,8 @@ def test_time_to_etx_refuses_unknown_settings_and_other_scenarios(tmp_path):
     assert p.returncode != 0 and "net_arch=[32,: the value is not JSON" in p.stderr, p.stderr
     p = run("--libs", "sb3-maskable", "--sb3", 'activation="gelu"')
     assert p.returncode != 0 and '--sb3 activation="gelu": expected one of "tanh", "relu"' in p.stderr, p.stderr
+    p = run("--libs", "sb3-maskable", "--sb3", 'activation=["relu"]')
+    assert p.returncode != 0 and '--sb3 activation=["relu"]: expected one of' in p.stderr, p.stderr
     p = run("--libs", "meshrl", "--meshrl", "learning_rat=0.003")
     assert p.returncode != 0 and "--meshrl learning_rat=0.003: unknown setting 'learning_rat'" in p.stderr, p.stderr
     other = tmp_path / "small.toml"

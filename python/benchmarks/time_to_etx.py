@@ -244,7 +244,7 @@ def main() -> None:
                    help="meshrl's training config (the same scenario; default: dynamic-routing.toml)")
     args = p.parse_args()
     SB3_SETTINGS.update(settings("--sb3", args.sb3, SB3_SETTINGS, "net_arch=[32,32]"))
-    if SB3_SETTINGS["activation"] not in ACTIVATIONS:
+    if not isinstance(SB3_SETTINGS["activation"], str) or SB3_SETTINGS["activation"] not in ACTIVATIONS:
         raise SystemExit(f"--sb3 activation={json.dumps(SB3_SETTINGS['activation'])}: expected one of "
                          f"{', '.join(json.dumps(a) for a in ACTIVATIONS)}")
     shipped_env = load_scenario()[0]

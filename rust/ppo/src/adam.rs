@@ -133,8 +133,9 @@ fn update(slot: &mut Slot, p: &mut [f32], g: &[f32], lr: f32) {
             *v = *v * BETA_2 + (x * x) * f2;
         }
     }
-    slot.time += 1;
-    let t = slot.time as i32;
+    slot.time = slot.time.saturating_add(1);
+    // β^t is 0 in f32 long before t reaches i32::MAX; burn casts its step count the same way.
+    let t = slot.time.min(i32::MAX as u32) as i32;
     let bias2 = (1.0 - BETA_2.powi(t)).sqrt();
     let factor = bias2 / (1.0 - BETA_1.powi(t));
     let eps = EPSILON * bias2;
@@ -217,6 +218,15 @@ mod tests {
         }
         model.visit(&mut Scale(&mut grads, s));
         grads
+    }
+
+    #[test]
+    fn a_step_count_at_its_limit_still_gives_finite_updates() {
+        let mut slot = Slot { time: u32::MAX, m: vec![0.1; 3], v: vec![0.01; 3] };
+        let mut p = vec![1.0f32; 3];
+        update(&mut slot, &mut p, &[0.5, -0.5, 0.0], 1e-3);
+        assert_eq!(slot.time, u32::MAX);
+        assert!(p.iter().all(|x| x.is_finite() && (x - 1.0).abs() < 1e-2 && *x != 1.0), "{p:?}");
     }
 
     #[test]
