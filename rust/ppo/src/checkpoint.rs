@@ -1,7 +1,8 @@
 //! Checkpoints: everything a run needs to continue exactly where it stopped, in one file
 //! written atomically.
 //!
-//! A checkpoint holds the weights, Adam's state (step counts and moments), the trainer's RNG, the update counter, the recent episode window and both configs.
+//! A checkpoint holds the weights, Adam's state (step counts and moments), the trainer's RNG,
+//! the update counter, the recent episode window and both configs.
 //! It holds no environment state: at every checkpoint boundary (every `checkpoint_every`
 //! updates) the run reseeds its environments from `(seed, update)`, in an uninterrupted run and
 //! after a resume alike, so a resumed run is bit-for-bit the run that was not interrupted. The

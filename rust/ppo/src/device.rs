@@ -50,21 +50,25 @@ pub const HAS_WGPU: bool = cfg!(feature = "wgpu");
 /// Whether this build has the `cuda` backend.
 pub const HAS_CUDA: bool = cfg!(feature = "cuda");
 
+/// `ask()`, or `false` if it panics. A missing adapter panics inside burn/cubecl (on its device
+/// thread and then on ours): caught, with the expected panic messages kept off the terminal.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn quietly(ask: impl FnOnce() -> bool + std::panic::UnwindSafe) -> bool {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ok = std::panic::catch_unwind(ask).unwrap_or(false);
+    std::panic::set_hook(hook);
+    ok
+}
+
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn probe(device: &Device) -> bool {
     use burn::tensor::Tensor;
     let d = device.clone();
-    // A missing adapter panics inside burn/cubecl (on its device thread and then on ours):
-    // catch it, and keep the expected panic messages off the terminal while probing.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let ok = std::panic::catch_unwind(move || {
+    quietly(move || {
         let t = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &d);
         t.sum().into_scalar::<f32>() == 6.0
     })
-    .unwrap_or(false);
-    std::panic::set_hook(hook);
-    ok
 }
 
 /// Resolves a device choice to a burn device and its name (`flex`, `wgpu`).
@@ -139,11 +143,7 @@ fn cuda_device() -> Result<(Device, &'static str), PpoError> {
 #[cfg(feature = "wgpu")]
 fn wgpu_lists_a_gpu() -> bool {
     use cubecl_runtime::runtime::Runtime;
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let listed = std::panic::catch_unwind(cubecl_wgpu::WgpuRuntime::<cubecl_wgpu::AutoCompiler>::is_available);
-    std::panic::set_hook(hook);
-    listed.unwrap_or(false)
+    quietly(cubecl_wgpu::WgpuRuntime::<cubecl_wgpu::AutoCompiler>::is_available)
 }
 
 fn auto_device() -> (Device, &'static str) {
