@@ -188,9 +188,17 @@ pub struct ActorCritic {
 }
 
 impl ActorCritic {
-    /// A freshly initialized network for a validated `spec` (parameters initialize lazily:
-    /// use [`init`] for a seeded, materialized one).
-    pub fn new(spec: &PolicySpec, device: &Device) -> ActorCritic {
+    /// A network for a validated `spec`, seeded: the same `seed` gives the same weights,
+    /// whatever other threads build meanwhile.
+    pub fn seeded(spec: &PolicySpec, seed: u64, device: &Device) -> ActorCritic {
+        init(spec, Some(seed), device)
+    }
+
+    /// A freshly initialized network for a validated `spec`. Its parameters initialize lazily
+    /// from burn's process-wide generator, so a network built here and materialized while
+    /// another thread seeds that generator shifts the other's draws: only [`init`] calls it,
+    /// under its lock.
+    fn new(spec: &PolicySpec, device: &Device) -> ActorCritic {
         let (act, h) = (spec.activation, &spec.hidden);
         match spec.architecture {
             Architecture::Mlp => ActorCritic {

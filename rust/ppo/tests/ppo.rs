@@ -384,7 +384,9 @@ fn one_pass_for_actor_and_critic_gives_their_separate_numbers() {
             context,
             feature_set: None,
         };
-        let model = ActorCritic::new(&spec, &device);
+        // Seeded under meshrl's lock: a lazily initialized network here drew from burn's
+        // process-wide generator while `same_seed_same_training_on_the_cpu` seeded it.
+        let model = ActorCritic::seeded(&spec, 7, &device);
         let obs: Vec<f32> = (0..n * spec.obs_dim).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
         let valid: Vec<f32> = (0..n * k).map(|i| if (i * 31) % 5 == 0 || i % k == 0 { 1.0 } else { 0.0 }).collect();
         let x = Tensor::<2>::from_data(TensorData::new(obs, [n, spec.obs_dim]), &device);
