@@ -31,7 +31,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMALL = str(ROOT / "configs" / "env" / "small.toml")
 OVERRIDES = dict(envs_per_twin=4)  # as the training configs: many meshes, not one
 CPU = {"device": "cpu"}
-PROTOTYPE = dict(num_envs=8, num_steps=128, epochs=10, minibatch_size=64, learning_rate=3e-4, **CPU)
+# The prototype's hyper-parameters, as SB3's PPO runs them: SB3 does not clip the value loss
+# (`clip_range_vf=None`), so neither does meshrl here (its own default, CleanRL's, does).
+PROTOTYPE = dict(num_envs=8, num_steps=128, epochs=10, minibatch_size=64, learning_rate=3e-4,
+                 clip_value_loss=False, **CPU)
 
 
 def sb3_model(n_envs: int, seed: int):

@@ -40,11 +40,12 @@ fn main() {
         }),
         ("the same with [32, 32]", "dynamic-routing-fast.toml", |p| p.hidden = vec![32, 32]),
         // bench_sb3.py's SPS race: small.toml's mesh, the prototype's defaults (`mlp` [64, 64],
-        // 8 envs × 128 steps, 10 epochs of 64).
+        // 8 envs × 128 steps, 10 epochs of 64), the value loss unclipped as in SB3's PPO.
         ("prototype (small.toml, `mlp` [64, 64], 8 × 128, 10 epochs × 64)", "small.toml", |p| {
             *p = meshrl_ppo::PpoConfig {
                 seed: p.seed,
                 device: p.device,
+                clip_value_loss: false,
                 ..Default::default()
             }
         }),

@@ -8,7 +8,7 @@
 //! parameter tensor costs three transfers (gradient and value out, new value in) and one loop.
 //! The state is a plain vector per tensor, which is also what a checkpoint stores.
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
@@ -34,13 +34,23 @@ struct Slot {
 impl Adam {
     /// One step at learning rate `lr` on every parameter of `model` that has a gradient in
     /// `grads`, each gradient first multiplied by `scale` when given (the global-norm clip).
+    #[cfg(test)]
     pub fn step<M: Module>(&mut self, model: M, grads: &mut GradientsParams, lr: f64, scale: Option<f32>) -> M {
+        let mut host = HostGrads::take(&model, grads);
+        if let Some(s) = scale {
+            host.scale(s);
+        }
+        self.apply(model, host, lr)
+    }
+
+    /// One step at learning rate `lr` on every parameter of `model` with a gradient in `grads`
+    /// (taken with [`HostGrads::take`] from the same model).
+    pub fn apply<M: Module>(&mut self, model: M, grads: HostGrads, lr: f64) -> M {
         model.map(&mut Step {
             adam: self,
-            grads,
+            grads: grads.0.into_iter(),
             next: 0,
             lr: lr as f32,
-            scale,
         })
     }
 
@@ -80,12 +90,44 @@ impl Adam {
     }
 }
 
+/// Every parameter tensor's gradient on the host, in the module's visit order (`None` where a
+/// parameter has none): one transfer per tensor, so the global norm, the clip and Adam's step
+/// need no further tensor op.
+#[derive(Debug)]
+pub struct HostGrads(Vec<Option<Vec<f32>>>);
+
+impl HostGrads {
+    /// Moves `model`'s gradients out of `grads` to the host.
+    pub fn take<M: Module>(model: &M, grads: &mut GradientsParams) -> HostGrads {
+        struct Take<'a>(&'a mut GradientsParams, Vec<Option<Vec<f32>>>);
+        impl ModuleVisitor for Take<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let g = self.0.remove::<D>(param.id);
+                self.1.push(g.map(|g| g.into_data().try_into_vec::<f32>().expect("f32 gradients")));
+            }
+        }
+        let mut take = Take(grads, Vec::new());
+        model.visit(&mut take);
+        HostGrads(take.1)
+    }
+
+    /// The global L2 norm over every gradient (f64 sums).
+    pub fn norm(&self) -> f64 {
+        let sq: f64 = self.0.iter().flatten().flatten().map(|&x| (x as f64) * (x as f64)).sum();
+        sq.sqrt()
+    }
+
+    /// Multiplies every gradient by `s`.
+    pub fn scale(&mut self, s: f32) {
+        self.0.iter_mut().flatten().flatten().for_each(|x| *x *= s);
+    }
+}
+
 struct Step<'a> {
     adam: &'a mut Adam,
-    grads: &'a mut GradientsParams,
+    grads: std::vec::IntoIter<Option<Vec<f32>>>,
     next: usize,
     lr: f32,
-    scale: Option<f32>,
 }
 
 impl ModuleMapper for Step<'_> {
@@ -93,15 +135,11 @@ impl ModuleMapper for Step<'_> {
         let i = self.next;
         self.next += 1;
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<D>(id) else {
+        let Some(g) = self.grads.next().flatten() else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         if self.adam.slots.len() <= i {
             self.adam.slots.resize(i + 1, Slot::default());
-        }
-        let mut g = grad.into_data().try_into_vec::<f32>().expect("f32 gradients");
-        if let Some(s) = self.scale {
-            g.iter_mut().for_each(|x| *x *= s);
         }
         let strategy = tensor.gradient_checkpointing_strategy();
         let require_grad = tensor.is_require_grad();

@@ -8,13 +8,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::adam::Adam;
+use crate::adam::{Adam, HostGrads};
 use crate::config::{Architecture, PpoConfig};
 use crate::policy::{
     check_batch, infer, init, log_probs, sample, valid_tensor, ActorCritic, PolicySpec, MASKED_LOGIT,
@@ -74,20 +74,6 @@ impl UpdateStats {
             ("time/inference_s", self.inference_s),
             ("time/update_s", self.update_s),
         ]
-    }
-}
-
-/// Squared global gradient norm over every parameter.
-struct GradNorm<'a> {
-    grads: &'a GradientsParams,
-    sq: f64,
-}
-
-impl ModuleVisitor for GradNorm<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            self.sq += g.powi_scalar(2).sum().into_scalar::<f32>() as f64;
-        }
     }
 }
 
@@ -342,6 +328,10 @@ impl Learner {
         let x = Tensor::<2>::from_data(TensorData::new(gather(&r.obs, d), [m, d]), &dev);
         let mask: Vec<i8> = idx.iter().flat_map(|&i| r.masks[i * k..(i + 1) * k].iter().copied()).collect();
         let valid = valid_tensor(&mask, m, k, &dev);
+        // Invalid slots pushed to MASKED_LOGIT by one add (their probability is 0 either way,
+        // and so is their gradient: the same log-probabilities as `mask_fill`, in fewer ops).
+        let mask_bias: Vec<f32> = mask.iter().map(|&v| if v != 0 { 0.0 } else { MASKED_LOGIT }).collect();
+        let mask_bias = Tensor::<2>::from_data(TensorData::new(mask_bias, [m, k]), &dev);
         let act = Tensor::<2, Int>::from_data(
             TensorData::new(idx.iter().map(|&i| r.actions[i]).collect::<Vec<i64>>(), [m, 1]),
             &dev,
@@ -354,21 +344,23 @@ impl Learner {
             let std = (a.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / (m - 1) as f32).sqrt();
             a.iter_mut().for_each(|x| *x = (*x - mean) / (std + 1e-8));
         }
-        let a = vec1(a);
+        // The surrogate is written with −A (a loss to minimize), negated here on the host.
+        let neg_a = vec1(a.iter().map(|x| -x).collect());
         let ret = vec1(gather(returns, 1));
         let old_v = vec1(gather(&r.values, 1));
         let gather_s = lap();
 
         let model = self.model();
-        let (logits, v) = model.logits_and_value(x, valid.clone());
-        let logp_all = log_probs(logits.mask_fill(valid.bool_not(), MASKED_LOGIT));
+        let (logits, v) = model.logits_and_value(x, valid);
+        let logp_all = log_probs(logits + mask_bias);
         let new_logp = logp_all.clone().gather(1, act).reshape([m]);
-        let entropy = logp_all.clone().exp().mul(logp_all).sum_dim(1).reshape([m]).neg();
+        // Mean entropy: −Σ p·log p over the minibatch, / m.
+        let ent = logp_all.clone().exp().mul(logp_all).sum().mul_scalar(-1.0 / m as f64);
         let log_ratio = new_logp - old_logp;
         let ratio = log_ratio.clone().exp();
         let c = self.cfg.clip_epsilon;
-        let pg1 = a.clone().neg().mul(ratio.clone());
-        let pg2 = a.neg().mul(ratio.clone().clamp(1.0 - c, 1.0 + c));
+        let pg1 = neg_a.clone().mul(ratio.clone());
+        let pg2 = neg_a.mul(ratio.clone().clamp(1.0 - c, 1.0 + c));
         let pg_loss = pg1.max_pair(pg2).mean();
         let v_loss = if self.cfg.clip_value_loss {
             let unclipped = (v.clone() - ret.clone()).powi_scalar(2);
@@ -377,32 +369,39 @@ impl Learner {
         } else {
             (v - ret).powi_scalar(2).mean().mul_scalar(0.5)
         };
-        let ent = entropy.mean();
         let loss = pg_loss.clone() - ent.clone().mul_scalar(self.cfg.entropy_coef)
             + v_loss.clone().mul_scalar(self.cfg.value_coef);
-        if !loss.clone().into_scalar::<f32>().is_finite() {
+        let losses = Tensor::cat(vec![pg_loss.detach(), v_loss.detach(), ent.detach(), loss.clone().detach()], 0)
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 losses");
+        if !losses[3].is_finite() {
             return Err(PpoError::NonFinite("loss".into()));
         }
-        let approx_kl = ((ratio.clone() - 1.0) - log_ratio).mean().into_scalar::<f32>();
-        let clipfrac = (ratio - 1.0).abs().greater_elem(c).float().mean().into_scalar::<f32>();
+        // The KL estimate and the clip fraction on the host: metrics, outside the graph.
+        let log_ratio = log_ratio.detach().into_data().try_into_vec::<f32>().expect("f32 log-ratios");
+        let (mut kl, mut clipped) = (0f32, 0f32);
+        for &lr in &log_ratio {
+            let r = lr.exp();
+            kl += (r - 1.0) - lr;
+            clipped += ((r - 1.0).abs() > c) as u8 as f32;
+        }
+        let (approx_kl, clipfrac) = (kl / m as f32, clipped / m as f32);
         let forward_s = lap();
 
         let mut grads = GradientsParams::from_grads(loss.backward(), model);
         let backward_s = lap();
-        let mut norm = GradNorm {
-            grads: &grads,
-            sq: 0.0,
-        };
-        model.visit(&mut norm);
-        let gnorm = norm.sq.sqrt() as f32;
+        let mut grads = HostGrads::take(model, &mut grads);
+        let gnorm = grads.norm() as f32;
         if !gnorm.is_finite() {
             return Err(PpoError::NonFinite("gradient".into()));
         }
-        // Applied by Adam's step, as burn's `mul_scalar` on each gradient would.
-        let scale = (gnorm > self.cfg.max_grad_norm).then(|| self.cfg.max_grad_norm / (gnorm + 1e-6));
+        if gnorm > self.cfg.max_grad_norm {
+            grads.scale(self.cfg.max_grad_norm / (gnorm + 1e-6));
+        }
         let clip_s = lap();
         let model = self.model.take().expect("present outside a step");
-        self.model = Some(self.adam.step(model, &mut grads, lr, scale));
+        self.model = Some(self.adam.apply(model, grads, lr));
         let adam_s = lap();
         let p = &mut self.phases;
         p.minibatches += 1;
@@ -411,13 +410,7 @@ impl Learner {
         p.backward_s += backward_s;
         p.clip_s += clip_s;
         p.adam_s += adam_s;
-        Ok([
-            pg_loss.into_scalar::<f32>(),
-            v_loss.into_scalar::<f32>(),
-            ent.into_scalar::<f32>(),
-            approx_kl,
-            clipfrac,
-        ])
+        Ok([losses[0], losses[1], losses[2], approx_kl, clipfrac])
     }
 
     /// Appends one step of all `num_envs` environments to the learner's buffer. `rewards`
