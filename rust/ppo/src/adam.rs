@@ -258,6 +258,33 @@ mod tests {
         grads
     }
 
+    /// The host gradients are burn's, in visit order: their norm is the global norm burn's ops
+    /// give, and scaling them scales that norm.
+    #[test]
+    fn host_gradients_give_the_global_norm() {
+        let device = Device::flex().autodiff();
+        let model = init(&spec(), Some(3), &device);
+        let mut g = grads(&model, 1);
+        struct Sq<'a>(&'a GradientsParams, f64, usize);
+        impl burn::module::ModuleVisitor for Sq<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let t = self.0.get::<D>(param.id).expect("every parameter has a gradient");
+                self.1 += t.powi_scalar(2).sum().into_scalar::<f32>() as f64;
+                self.2 += 1;
+            }
+        }
+        let mut sq = Sq(&g, 0.0, 0);
+        model.visit(&mut sq);
+        let (expected, tensors) = (sq.1.sqrt(), sq.2);
+        let mut host = HostGrads::take(&model, &mut g);
+        assert_eq!(host.0.iter().flatten().count(), tensors);
+        assert!(expected > 0.1, "{expected}");
+        assert!((host.norm() - expected).abs() < 1e-5 * expected, "{} vs {expected}", host.norm());
+        host.scale(0.5);
+        assert!((host.norm() - 0.5 * expected).abs() < 1e-5 * expected);
+        assert!(HostGrads::take(&model, &mut g).0.iter().all(Option::is_none), "taken once");
+    }
+
     #[test]
     fn a_step_count_at_its_limit_still_gives_finite_updates() {
         let mut slot = Slot { time: u32::MAX, m: vec![0.1; 3], v: vec![0.01; 3] };

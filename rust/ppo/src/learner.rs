@@ -381,9 +381,9 @@ impl Learner {
         // The KL estimate and the clip fraction on the host: metrics, outside the graph.
         let log_ratio = log_ratio.detach().into_data().try_into_vec::<f32>().expect("f32 log-ratios");
         let (mut kl, mut clipped) = (0f32, 0f32);
-        for &lr in &log_ratio {
-            let r = lr.exp();
-            kl += (r - 1.0) - lr;
+        for &lg in &log_ratio {
+            let r = lg.exp();
+            kl += (r - 1.0) - lg;
             clipped += ((r - 1.0).abs() > c) as u8 as f32;
         }
         let (approx_kl, clipfrac) = (kl / m as f32, clipped / m as f32);
