@@ -79,8 +79,8 @@ impl UpdateStats {
 
 /// Where the update's time goes, summed over minibatch steps since the last
 /// [`Learner::take_update_phases`]: building the minibatch tensors, the forward pass and loss
-/// (with the NaN check and the KL / clip-fraction metrics), `backward`, the global-norm clip,
-/// and Adam's step. `flex` runs eagerly, so each phase is timed where it runs.
+/// (with the NaN check and the KL / clip-fraction metrics), `backward`, the global-norm clip
+/// (with reading the gradients to the host), and Adam's step. `flex` runs eagerly, so each phase is timed where it runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct UpdatePhases {
     pub minibatches: u64,
