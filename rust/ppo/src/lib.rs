@@ -16,6 +16,7 @@ mod device;
 mod error;
 mod export;
 mod file;
+mod fused;
 mod inference;
 mod learner;
 mod policy;

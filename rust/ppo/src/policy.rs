@@ -17,6 +17,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Activation, Architecture};
+use crate::fused::{linear_act, Act};
 use crate::PpoError;
 
 /// Logit given to masked (invalid) actions: `exp` of it underflows to exactly 0.
@@ -118,22 +119,6 @@ fn orthogonal(d_in: usize, d_out: usize, gain: f64, device: &Device) -> Linear {
     linear
 }
 
-fn activate<const D: usize>(h: Tensor<D>, act: Activation) -> Tensor<D> {
-    match act {
-        // tanh(x) = 1 − 2 / (exp(2x) + 1), capped so exp stays finite (its backward would be
-        // inf · 0 otherwise); below, exp(2x) → 0 is harmless.
-        Activation::Tanh => h
-            .mul_scalar(2.0)
-            .clamp_max(30.0)
-            .exp()
-            .add_scalar(1.0)
-            .recip()
-            .mul_scalar(-2.0)
-            .add_scalar(1.0),
-        Activation::Relu => activation::relu(h),
-    }
-}
-
 impl Mlp {
     /// Hidden layers of gain √2, then a head of `d_out` with `head_gain`.
     pub fn new(
@@ -162,10 +147,12 @@ impl Mlp {
         let last = self.layers.len() - 1;
         let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(h);
-            if i < last || self.activate_output {
-                h = activate(h, self.activation);
-            }
+            let act = if i < last || self.activate_output {
+                Act::from(self.activation)
+            } else {
+                Act::None
+            };
+            h = linear_act(h, layer, act);
         }
         h
     }
