@@ -200,7 +200,9 @@ fn print_comparison(c: &Comparison) {
         );
     }
     println!("  best baseline: {}", c.best_baseline);
-    for p in &c.paired {
+    // The pairs against the best baseline repeat those against ETX when ETX is the best.
+    let repeated = |i: usize| i >= 2 && c.paired[i].b == c.paired[i - 2].b;
+    for p in c.paired.iter().enumerate().filter(|(i, _)| !repeated(*i)).map(|(_, p)| p) {
         println!(
             "  {:<14} − {:<24} delivery {:+.3} [{:+.3}, {:+.3}]{}",
             p.a,
