@@ -551,7 +551,11 @@ def test_numpy_runtime_matches_the_trained_policy_on_10k_observations(trained):
     probs = policy.probs(obs, mask)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert np.all(probs[~mask] == 0)
-    np.testing.assert_array_equal(probs.argmax(axis=1), actions)
+    # The most probable slot is the one `act` picks, but for ties again: two logits equal to
+    # rounding can round to the same probability, where argmax takes the first.
+    ties = np.flatnonzero(probs.argmax(axis=1) != actions)
+    assert len(ties) <= len(obs) // 1000, f"{len(ties)} rows where act is not the most probable slot"
+    np.testing.assert_allclose(probs[ties, actions[ties]], probs[ties].max(axis=1), rtol=1e-6)
 
 
 @needs_core
