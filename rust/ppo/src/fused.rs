@@ -57,7 +57,7 @@ fn tanh_f32(z: f32) -> f32 {
     // ln 2 = HI + LO, HI with few mantissa bits so n · HI is exact.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let t = (z * 2.0).max(-40.0).min(30.0);
+    let t = (z * 2.0).clamp(-40.0, 30.0);
     let k = t * std::f32::consts::LOG2_E + SHIFT;
     let n = k - SHIFT;
     let r = t - n * LN2_HI - n * LN2_LO;
