@@ -169,6 +169,27 @@ pub struct EvalArgs {
     pub greedy: bool,
 }
 
+/// Keeps memory the command frees for its next allocations (glibc only; elsewhere a no-op).
+///
+/// burn's `flex` allocates a fresh tensor per op, so a PPO update frees and reallocates the same
+/// multi-megabyte activations every minibatch. By default glibc hands the top of its heap back
+/// to the OS once twice the (adaptive) mmap threshold is free there, and the next minibatch
+/// faults every page back in: ~13 % of the update on `dynamic-routing.toml` (4,096 × 8 slot
+/// rows per minibatch), whose `meshrl train` took 34 s instead of 24–27 s (BENCHMARKS.md). Fixed
+/// thresholds (allocations below 32 MiB from the heap, trimmed only above 1 GiB free) keep those
+/// pages; the peak resident memory is the same (155 / 157 MB for that run). A library cannot
+/// decide this for its host process, so only the command does it: Python users of
+/// `meshrl.ppo.Trainer` can get the same with `GLIBC_TUNABLES` (README.md, "Train a router").
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets allocator parameters, valid at any time; a value it refuses
+    // leaves glibc's default, which is correct, only slower.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 /// Parses `args` (the program name first) and runs the command; returns the process exit
 /// code: 0 on success, 2 on an error (printed to stderr), clap's codes for bad usage.
 pub fn run<I, T>(args: I) -> i32
@@ -183,6 +204,7 @@ where
             return e.exit_code();
         }
     };
+    keep_freed_memory();
     let result = match &cli.command {
         Command::Eval(args) => eval::run_eval(args),
         Command::Train(args) => train::run_train(args),
