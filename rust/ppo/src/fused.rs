@@ -197,11 +197,11 @@ impl FusedBackend for Flex {
                 let g = &mut grad.storage_mut::<f32>()[..n];
                 match act {
                     Act::Tanh => g.iter_mut().zip(out).for_each(|(g, y)| *g *= 1.0 - y * y),
-                    _ => g.iter_mut().zip(out).for_each(|(g, y)| {
-                        if *y <= 0.0 {
-                            *g = 0.0
-                        }
-                    }),
+                    // A select, not a conditional store, so the loop vectorizes.
+                    _ => g
+                        .iter_mut()
+                        .zip(out)
+                        .for_each(|(g, y)| *g = if *y <= 0.0 { 0.0 } else { *g }),
                 }
                 grad
             }
