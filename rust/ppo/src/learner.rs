@@ -322,11 +322,9 @@ impl Learner {
             clock = now;
             s
         };
-        let gather = |src: &[f32], w: usize| -> Vec<f32> {
-            idx.iter().flat_map(|&i| src[i * w..(i + 1) * w].iter().copied()).collect()
-        };
+        let gather = |src: &[f32], w: usize| gather_rows(src, w, idx);
         let x = Tensor::<2>::from_data(TensorData::new(gather(&r.obs, d), [m, d]), &dev);
-        let mask: Vec<i8> = idx.iter().flat_map(|&i| r.masks[i * k..(i + 1) * k].iter().copied()).collect();
+        let mask: Vec<i8> = gather_rows(&r.masks, k, idx);
         let valid = valid_tensor(&mask, m, k, &dev);
         // Invalid slots pushed to MASKED_LOGIT by one add (their probability is 0 either way,
         // and so is their gradient: the same log-probabilities as `mask_fill`, in fewer ops).
@@ -576,4 +574,13 @@ impl Learner {
 fn same_network(a: &PolicySpec, b: &PolicySpec) -> bool {
     (a.obs_dim, a.num_actions, &a.hidden, a.activation, a.architecture, a.per_slot, a.context)
         == (b.obs_dim, b.num_actions, &b.hidden, b.activation, b.architecture, b.per_slot, b.context)
+}
+
+/// Rows `idx` of a row-major `[_, w]` buffer, one copy per row.
+fn gather_rows<T: Copy>(src: &[T], w: usize, idx: &[usize]) -> Vec<T> {
+    let mut out = Vec::with_capacity(idx.len() * w);
+    for &i in idx {
+        out.extend_from_slice(&src[i * w..(i + 1) * w]);
+    }
+    out
 }
