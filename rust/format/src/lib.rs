@@ -15,8 +15,10 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+mod math;
 mod obs;
 
+pub use math::{exp, tanh};
 pub use obs::*;
 
 /// Format name of exported policies (safetensors metadata `format`).

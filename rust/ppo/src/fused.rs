@@ -11,8 +11,8 @@
 //! The op is a burn backend extension: `flex` runs the fused passes, the cubecl backends (wgpu,
 //! CUDA) run the same maths as burn ops, and autodiff gets the backward pass below for either.
 //! On `flex` the forward values are those of the composed layer: bit for bit for ReLU and a head
-//! (same f32 operations in the same order), within 5e-7 for tanh (its `exp` is inline, so the
-//! pass vectorizes); the tanh derivative is `1 − y²` from the output, where the composite
+//! (same f32 operations in the same order), within 5e-7 for tanh (`meshrl_format::tanh`, the node
+//! runtime's too: `exp` in plain arithmetic, so the pass vectorizes); the tanh derivative is `1 − y²` from the output, where the composite
 //! differentiated its seven ops.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -42,35 +42,6 @@ impl From<Activation> for Act {
             Activation::Tanh => Act::Tanh,
             Activation::Relu => Act::Relu,
         }
-    }
-}
-
-/// `tanh(z) = 1 − 2 / (exp(2z) + 1)`, the composite `Mlp` used as burn ops, with `exp` computed
-/// inline so the loop vectorizes (libm's `expf` is a call per element: half the layer's time):
-/// `2z` clamped to [−40, 30] (tanh is ±1 in f32 beyond), `exp(t) = 2ⁿ · p(r)` with `n` the
-/// nearest integer to `t / ln 2` (rounded by adding 1.5 · 2²³), `r = t − n ln 2` (two-part ln 2)
-/// and `p` exp's Taylor polynomial of degree 7 (error below 1e-8 for |r| ≤ ln 2 / 2). Within
-/// 2.5e-7 of tanh everywhere (tested), as the composite through `expf` was. NaN stays NaN.
-#[inline(always)]
-fn tanh_f32(z: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0;
-    // ln 2 = HI + LO, HI with few mantissa bits so n · HI is exact.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let t = (z * 2.0).clamp(-40.0, 30.0);
-    let k = t * std::f32::consts::LOG2_E + SHIFT;
-    let n = k - SHIFT;
-    let r = t - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let two_n = f32::from_bits(((k.to_bits() as i32 - SHIFT.to_bits() as i32 + 127) << 23) as u32);
-    let y = (1.0 / (p * two_n + 1.0)) * -2.0 + 1.0;
-    if z.is_nan() {
-        z
-    } else {
-        y
     }
 }
 
@@ -179,7 +150,7 @@ impl FusedBackend for Flex {
         for row in out.chunks_exact_mut(h) {
             match act {
                 Act::None => row.iter_mut().zip(&bias).for_each(|(v, c)| *v += c),
-                Act::Tanh => row.iter_mut().zip(&bias).for_each(|(v, c)| *v = tanh_f32(*v + c)),
+                Act::Tanh => row.iter_mut().zip(&bias).for_each(|(v, c)| *v = meshrl_format::tanh(*v + c)),
                 Act::Relu => row.iter_mut().zip(&bias).for_each(|(v, c)| *v = relu_f32(*v + c)),
             }
         }
@@ -353,22 +324,10 @@ mod tests {
         }
     }
 
-    /// The inline tanh against f64's, over a dense sweep and the edges, and the whole fused
-    /// forward on `flex` against the composite through `expf`.
+    /// The whole fused forward on `flex` against the composite through `expf` (the tanh itself
+    /// is `meshrl_format::tanh`, tested there against f64's).
     #[test]
-    fn inline_tanh_is_within_a_few_ulps_of_tanh() {
-        let mut worst = 0.0f64;
-        for i in -2_000_000..=2_000_000 {
-            let z = i as f32 * 1e-5; // [−20, 20]
-            let err = (tanh_f32(z) as f64 - (z as f64).tanh()).abs();
-            worst = worst.max(err);
-        }
-        assert!(worst < 2.5e-7, "max |error| {worst:e}");
-        for (z, want) in [(0.0f32, 0.0f32), (1e-30, 0.0), (50.0, 1.0), (-50.0, -1.0), (f32::INFINITY, 1.0), (f32::NEG_INFINITY, -1.0), (f32::MAX, 1.0), (f32::MIN, -1.0)] {
-            assert!((tanh_f32(z) - want).abs() < 2.5e-7, "tanh({z}) = {}", tanh_f32(z));
-        }
-        assert!(tanh_f32(f32::NAN).is_nan());
-
+    fn fused_forward_matches_the_composite() {
         let device = Device::flex();
         for act in [Act::None, Act::Tanh, Act::Relu] {
             let l = layer(9, 11, &device);

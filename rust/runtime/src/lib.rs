@@ -64,7 +64,6 @@ extern crate alloc;
 
 mod error;
 mod load;
-mod math;
 mod nn;
 mod obs;
 
@@ -74,7 +73,7 @@ use alloc::vec::Vec;
 
 pub use error::Error;
 pub use load::{MAX_HIDDEN_LAYERS, MAX_METADATA_ENTRIES, MAX_WIDTH, OLDEST_FORMAT_VERSION};
-pub use math::{exp, tanh};
+pub use meshrl_format::{exp, tanh};
 pub use meshrl_format as format;
 pub use meshrl_format::{
     fnv1a64, metadata_checksum, FeatureSet, NodeContext, SlotMeasurement, EXPORT_FORMAT,
